@@ -1,0 +1,209 @@
+"""Transform component: raw interaction logs -> validated TFRecord SequenceExamples.
+
+    python -m components.transform --input PATH_OR_GLOB --format {raw,syncrec,abxi,s3rec} --output DIR
+
+Writes DIR/{train,valid,test}/part-*.tfrecord.gz, DIR/vocabulary.json, DIR/stats.json and
+DIR/quarantine/rejected-*.jsonl, then prints the stats. Extra flags are Beam pipeline options
+(e.g. `--direct_num_workers 2 --direct_running_mode multi_processing`, or a Dataflow runner).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+from components import readers
+
+DEFAULT_INPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "amazon-sample", "amazon_seq.txt")
+OUTPUT_ENTRIES = ("train", "valid", "test", "quarantine", "vocabulary.json", "stats.json", "_work")
+
+
+@dataclass
+class TransformConfig:
+    """Everything the transform needs; flows CLI/pipeline -> here -> Beam transforms."""
+
+    input: str = DEFAULT_INPUT
+    format: str = "syncrec"
+    output: str = "out/examples"
+    max_len: int = 50
+    min_events: int = 3
+    min_item_count: int = 1
+    domains: list[str] | None = None
+    runner: str = "DirectRunner"
+    item_map: str | None = None
+    user_map: str | None = None
+    domain_names: list[str] = field(default_factory=list)
+    single_domain: str | None = None
+
+    def validate(self) -> None:
+        if self.format not in readers.FORMATS:
+            raise readers.InputError(f"--format {self.format!r} is not one of {', '.join(readers.FORMATS)}")
+        if self.max_len < 1:
+            raise readers.InputError(f"--max-len must be >= 1 (got {self.max_len})")
+        if self.min_events < 3:
+            raise readers.InputError(f"--min-events must be >= 3 for leave-one-out (got {self.min_events})")
+        if self.min_item_count < 1:
+            raise readers.InputError(f"--min-item-count must be >= 1 (got {self.min_item_count})")
+
+    def reader_options(self) -> readers.ReaderOptions:
+        return readers.ReaderOptions(
+            format=self.format,
+            item_map=self.item_map,
+            user_map=self.user_map,
+            domain_names=tuple(self.domain_names),
+            single_domain=self.single_domain,
+        )
+
+
+def input_files(config: TransformConfig) -> list[str]:
+    """Data files of the input; for a directory, skip docs and ABXI's map files."""
+    files = readers.expand_input(config.input)
+    if os.path.isdir(config.input):
+        files = [f for f in files if not f.endswith(".md") and not os.path.basename(f).startswith("map_")]
+    options = config.reader_options()
+    for path in files:
+        readers.check_readable(path, options)
+    return files
+
+
+def _beam_options(config: TransformConfig, beam_args: list[str]):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    args = list(beam_args)
+    runner = "FnApiRunner" if config.runner in ("DirectRunner", "FnApiRunner") and not any(a.startswith("--direct_") for a in args) else config.runner
+    # The plain DirectRunner first tries to fetch the Prism runner binary, which fails offline;
+    # the FnApiRunner is the in-process engine behind the DirectRunner, so use it directly.
+    return PipelineOptions([f"--runner={runner}", *args])
+
+
+def _clear_output(output: str) -> None:
+    """Remove what an earlier run wrote here (only our own entries), so no stale shard survives."""
+    for name in OUTPUT_ENTRIES:
+        path = os.path.join(output, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -> dict:
+    """Run the Beam pipeline and return the stats document (also written to stats.json)."""
+    import apache_beam as beam
+    from apache_beam.io.filesystem import CompressionTypes
+
+    from components.beam_transforms import TransformLogs, assemble_stats
+
+    config.validate()
+    files = input_files(config)
+    output = os.path.abspath(config.output)
+    os.makedirs(output, exist_ok=True)
+    _clear_output(output)
+    work = os.path.join(output, "_work")
+    started = time.time()
+    with beam.Pipeline(options=_beam_options(config, beam_args or [])) as pipeline:
+        result = pipeline | "TransformLogs" >> TransformLogs(
+            files, config.reader_options(), config.domains, config.min_events, config.min_item_count, config.max_len
+        )
+        for split, examples in result["splits"].items():
+            _ = examples | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
+                os.path.join(output, split, "part"), file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP
+            )
+        _ = result["rejected"] | "WriteQuarantine" >> beam.io.WriteToText(
+            os.path.join(output, "quarantine", "rejected"), file_name_suffix=".jsonl"
+        )
+        _ = (
+            result["vocabulary"]
+            | "VocabularyJson" >> beam.Map(lambda vocab: json.dumps(vocab.to_json()))
+            | "WriteVocabulary" >> beam.io.WriteToText(os.path.join(output, "vocabulary.json"), shard_name_template="")
+        )
+        run_config = {**asdict(config), "files": files}
+        _ = (
+            pipeline
+            | "StatsSeed" >> beam.Create([None])
+            | "AssembleStats" >> beam.Map(
+                lambda _, read, reasons, users, vocab: json.dumps(assemble_stats(read, reasons, users, vocab, run_config)),
+                beam.pvalue.AsSingleton(result["rows_read"]),
+                beam.pvalue.AsList(result["reasons"]),
+                beam.pvalue.AsSingleton(result["user_stats"]),
+                beam.pvalue.AsSingleton(result["vocabulary"]),
+            )
+            | "WriteStats" >> beam.io.WriteToText(os.path.join(work, "stats"), shard_name_template="")
+        )
+    with open(os.path.join(work, "stats"), encoding="utf-8") as handle:
+        stats = json.load(handle)
+    stats["seconds"] = round(time.time() - started, 3)
+    with open(os.path.join(output, "stats.json"), "w", encoding="utf-8") as handle:
+        json.dump(stats, handle, indent=2)
+    shutil.rmtree(work, ignore_errors=True)
+    if not stats["balanced"]:
+        raise RuntimeError(f"row accounting is off: {stats['rows_read']} read != {stats['rows_accepted']} accepted + {stats['rows_rejected']} rejected")
+    return stats
+
+
+def format_stats(stats: dict) -> str:
+    """A short human-readable summary of stats.json."""
+    lines = [
+        f"rows read {stats['rows_read']:,} = accepted {stats['rows_accepted']:,} + rejected {stats['rows_rejected']:,}",
+        f"users {stats['users']:,}  items {stats['items']:,}  interactions {stats['interactions']:,}  ({stats.get('seconds', 0):.1f} s)",
+    ]
+    for reason, count in stats["rejected_by_reason"].items():
+        lines.append(f"  rejected {reason}: {count:,}")
+    lines.append(f"{'domain':<28}{'items':>9}{'interactions':>14}{'users':>8}{'test users':>12}")
+    for name, d in stats["domains"].items():
+        lines.append(f"{name:<28}{d['items']:>9,}{d['interactions']:>14,}{d['users']:>8,}{d['test_users']:>12,}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m components.transform", description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default=DEFAULT_INPUT, help="file, directory or glob (default: the embedded Amazon sample)")
+    parser.add_argument("--format", default=None, choices=readers.FORMATS, help="input format (default: syncrec for the embedded sample, else raw)")
+    parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--max-len", type=int, default=50, help="T: keep the T most recent positions (paper: 128)")
+    parser.add_argument("--min-events", type=int, default=3, help="drop users with fewer events (>= 3)")
+    parser.add_argument("--min-item-count", type=int, default=1, help="items seen fewer times map to their domain's OOV id")
+    parser.add_argument("--domains", default=None, help="comma-separated allow-list of domains; others are rejected")
+    parser.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner runs in-process)")
+    parser.add_argument("--item-map", default=None, help="abxi: item map JSON (default: map_item_50.txt beside the input)")
+    parser.add_argument("--user-map", default=None, help="abxi: user map JSON (default: map_user_50.txt beside the input)")
+    parser.add_argument("--domain-names", default=None, help="abxi: names of domain 0,1,... (comma-separated)")
+    parser.add_argument("--single-domain", default=None, help="s3rec: the domain name (default: the file's stem)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TransformConfig:
+    fmt = args.format or ("syncrec" if args.input == DEFAULT_INPUT else "raw")
+    return TransformConfig(
+        input=args.input,
+        format=fmt,
+        output=args.output,
+        max_len=args.max_len,
+        min_events=args.min_events,
+        min_item_count=args.min_item_count,
+        domains=[d.strip() for d in args.domains.split(",") if d.strip()] if args.domains else None,
+        runner=args.runner,
+        item_map=args.item_map,
+        user_map=args.user_map,
+        domain_names=[d.strip() for d in args.domain_names.split(",")] if args.domain_names else [],
+        single_domain=args.single_domain,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = build_parser().parse_known_args(argv)
+    try:
+        stats = run_transform(config_from_args(args), beam_args)
+    except readers.InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_stats(stats))
+    print(f"wrote {os.path.abspath(args.output)} (stats.json, vocabulary.json, train/valid/test, quarantine/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
