@@ -1,0 +1,1 @@
+"""Synthetic multi-domain interaction logs for tests and benchmarks (see generator.py)."""
