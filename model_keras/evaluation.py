@@ -1,0 +1,195 @@
+"""Leave-one-out evaluation (§5.2.2): per-domain HR@5/10, NDCG@5/10 and MRR.
+
+Protocols: the label plus `num_negatives` (99) items the user has not interacted with, drawn
+from the label's domain (default) or from all items (`pool="all"`, as the official code does),
+or full ranking over the label domain's items. Negatives are drawn from a generator seeded by
+(seed, user id), so every model compared sees exactly the same candidates for each user,
+whatever the batch size or order. Ties are broken at random (seeded by user): the label lands
+uniformly among the candidates it ties with, so a constant scorer scores like chance. Every user is scored: the last partial batch is kept. "Interacted"
+means the items in the example's window (the T most recent positions and the label).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+import model_keras  # noqa: F401
+from components.vocabulary import FIRST_ITEM_ID, Vocabulary
+from model_keras.input_fn import make_dataset
+
+METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    num_negatives: int = 99
+    pool: str = "domain"  # "domain" or "all"
+    full_ranking: bool = False
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self):
+        if self.pool not in ("domain", "all"):
+            raise ValueError(f"pool must be 'domain' or 'all', got {self.pool!r}")
+        if self.num_negatives < 1:
+            raise ValueError("num_negatives must be >= 1")
+
+
+def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """Mean metrics of 0-based ranks: HR@k = [rank < k], NDCG@k = [rank < k] / log2(rank + 2), MRR = 1 / (rank + 1)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.size == 0:
+        return {m: 0.0 for m in METRICS}
+    gain = 1.0 / np.log2(ranks + 2.0)
+    return {
+        "HR@5": float(np.mean(ranks < 5)),
+        "HR@10": float(np.mean(ranks < 10)),
+        "NDCG@5": float(np.mean(np.where(ranks < 5, gain, 0.0))),
+        "NDCG@10": float(np.mean(np.where(ranks < 10, gain, 0.0))),
+        "MRR": float(np.mean(1.0 / (ranks + 1.0))),
+    }
+
+
+def label_ranks(scores: np.ndarray, label_scores: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """0-based rank of the label: #candidates scoring higher + a uniform share of those tied.
+
+    Without `label_scores`, column 0 of `scores` is the label. Without `rng`, ties rank first.
+    """
+    if label_scores is None:
+        label_scores, scores = scores[:, 0], scores[:, 1:]
+    higher = np.sum(scores > label_scores[:, None], axis=1)
+    tied = np.sum(scores == label_scores[:, None], axis=1)
+    if rng is None:
+        return higher
+    return higher + np.floor(rng.random(len(higher)) * (tied + 1)).astype(np.int64)
+
+
+class NegativeSampler:
+    """Items a user has not interacted with, from the label's domain or from all items."""
+
+    def __init__(self, vocabulary: Vocabulary, protocol: EvalProtocol):
+        self.protocol = protocol
+        self.ranges = {d.domain_id: (d.start + 1, d.end) for d in vocabulary.domains}  # OOV excluded
+        self.oov = {d.start for d in vocabulary.domains}
+        self.num_items = vocabulary.num_items
+
+    def _pool(self, domain: int) -> tuple[int, int]:
+        return self.ranges[domain] if self.protocol.pool == "domain" else (FIRST_ITEM_ID, self.num_items)
+
+    def sample(self, user_id: str, label_domain: int, seen: set[int]) -> np.ndarray:
+        rng = np.random.default_rng([self.protocol.seed, zlib.crc32(user_id.encode("utf-8"))])
+        low, high = self._pool(label_domain)
+        n = self.protocol.num_negatives
+        allowed = (high - low) - len([i for i in seen if low <= i < high]) - (0 if self.protocol.pool == "domain" else len(self.oov))
+        chosen: list[int] = []
+        taken: set[int] = set()
+        while len(chosen) < n:
+            for item in rng.integers(low, high, size=2 * n):
+                item = int(item)
+                if item in seen or item in self.oov or (item in taken and len(taken) < allowed):
+                    continue
+                chosen.append(item)
+                taken.add(item)
+                if len(chosen) == n:
+                    break
+            if allowed <= 0:
+                raise ValueError(f"no negative item left for user {user_id!r} in domain {label_domain}")
+        return np.asarray(chosen, dtype=np.int32)
+
+
+class Scorer:
+    """What the evaluator needs from a model: scores for candidates, or for a whole domain."""
+
+    def score_candidates(self, batch: dict, candidates: np.ndarray) -> np.ndarray:  # [B, C]
+        raise NotImplementedError
+
+    def score_domain(self, batch: dict) -> np.ndarray:  # [B, |V|], -inf outside the label domain
+        raise NotImplementedError
+
+
+class ModelScorer(Scorer):
+    """SyNCRec (or any model with the same methods) through Eq. 19, or its single-domain view."""
+
+    def __init__(self, model, view: str = "cross"):
+        self.model, self.view = model, view
+
+    def _representation(self, batch):
+        if self.view == "single":
+            return self.model.single_user_representation(batch["single_item"], batch["label_domain"])
+        return self.model.user_representation(batch["item"])
+
+    def score_candidates(self, batch, candidates):
+        return self.model.score(self._representation(batch), candidates).numpy()
+
+    def score_domain(self, batch):
+        return self.model.score_domain(self._representation(batch), batch["label_domain"]).numpy()
+
+
+class PopularityScorer(Scorer):
+    """Most-popular baseline: an item's score is its count among the train split's targets."""
+
+    def __init__(self, counts: np.ndarray, vocabulary: Vocabulary):
+        self.counts = counts.astype(np.float64)
+        self.item_domain = np.zeros(vocabulary.num_items, dtype=np.int64)
+        for d in vocabulary.domains:
+            self.item_domain[d.start + 1 : d.end] = d.domain_id
+
+    @classmethod
+    def from_examples(cls, examples_dir: str, vocabulary: Vocabulary) -> "PopularityScorer":
+        counts = np.zeros(vocabulary.num_items, dtype=np.int64)
+        for batch in make_dataset(examples_dir, "train", vocabulary.num_domains, batch_size=1024):
+            targets = batch["target_item"].numpy().ravel()
+            np.add.at(counts, targets[targets > 0], 1)
+        return cls(counts, vocabulary)
+
+    def score_candidates(self, batch, candidates):
+        return self.counts[candidates]
+
+    def score_domain(self, batch):
+        domain = batch["label_domain"].numpy()[:, None]
+        return np.where(self.item_domain[None, :] == domain, self.counts[None, :], -np.inf)
+
+
+def evaluate(scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()) -> dict:
+    """{"domains": {name: {metric: value, "users": n}}, "all": {...}} for one split."""
+    sampler = NegativeSampler(vocabulary, protocol)
+    tie_rng = np.random.default_rng([protocol.seed, 1])
+    ranks: list[np.ndarray] = []
+    domains: list[np.ndarray] = []
+    for batch in make_dataset(examples_dir, split, vocabulary.num_domains, batch_size=protocol.batch_size):
+        labels = batch["label_item"].numpy()
+        label_domains = batch["label_domain"].numpy()
+        windows = np.concatenate([batch["item"].numpy(), batch["target_item"].numpy()], axis=1)
+        if protocol.full_ranking:
+            scores = scorer.score_domain(batch)
+            label_scores = scores[np.arange(len(labels)), labels].copy()
+            for row, window in enumerate(windows):
+                seen = window[window >= FIRST_ITEM_ID]  # history and the label itself
+                scores[row, seen] = -np.inf
+            batch_ranks = label_ranks(scores, label_scores, tie_rng)
+        else:
+            users = [u.decode("utf-8") for u in batch["user_id"].numpy()]
+            negatives = np.stack([sampler.sample(u, int(d), set(w.tolist())) for u, d, w in zip(users, label_domains, windows)])
+            candidates = np.concatenate([labels[:, None], negatives], axis=1).astype(np.int32)
+            batch_ranks = label_ranks(scorer.score_candidates(batch, candidates), rng=tie_rng)
+        ranks.append(batch_ranks)
+        domains.append(label_domains)
+    all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
+    all_domains = np.concatenate(domains) if domains else np.zeros(0)
+    result = {"domains": {}, "all": {**rank_metrics(all_ranks), "users": int(all_ranks.size)}}
+    for d in vocabulary.domains:
+        selected = all_ranks[all_domains == d.domain_id]
+        result["domains"][d.name] = {**rank_metrics(selected), "users": int(selected.size)}
+    return result
+
+
+def format_metrics(result: dict, title: str = "") -> str:
+    """Markdown table: one row per domain plus 'all'."""
+    lines = [f"**{title}**"] if title else []
+    lines += ["| domain | users | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
+    rows = list(result["domains"].items()) + [("all", result["all"])]
+    for name, m in rows:
+        lines.append(f"| {name} | {m['users']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Metrics against hand-computed rankings; the sampler's protocol; popularity scoring."""
+import math
+
+import numpy as np
+import pytest
+
+from components.vocabulary import Vocabulary
+from model_keras.evaluation import EvalProtocol, NegativeSampler, PopularityScorer, evaluate, label_ranks, rank_metrics
+
+
+def test_rank_metrics_by_hand():
+    m = rank_metrics(np.array([0, 3, 7, 40]))
+    assert m["HR@5"] == 0.5 and m["HR@10"] == 0.75
+    assert m["NDCG@5"] == pytest.approx((1 + 1 / math.log2(5)) / 4)
+    assert m["NDCG@10"] == pytest.approx((1 + 1 / math.log2(5) + 1 / math.log2(9)) / 4)
+    assert m["MRR"] == pytest.approx((1 + 1 / 4 + 1 / 8 + 1 / 41) / 4)
+
+
+def test_label_ranks_with_and_without_ties():
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.4], [0.5, 0.5, 0.5]])
+    assert label_ranks(scores).tolist() == [0, 2, 0]
+    rng = np.random.default_rng(0)
+    tied = [label_ranks(np.zeros((1, 100)), rng=rng)[0] for _ in range(3000)]
+    assert set(tied) <= set(range(100)) and 45 < np.mean(tied) < 54  # uniform among the 100 tied candidates
+
+
+def make_vocab():
+    counts = {("A", f"a{i}"): 1 for i in range(150)}
+    counts.update({("B", f"b{i}"): 1 for i in range(30)})
+    return Vocabulary.from_counts(counts)
+
+
+def test_negatives_are_unseen_in_domain_and_reproducible():
+    vocab = make_vocab()
+    a = vocab.domain("A")
+    sampler = NegativeSampler(vocab, EvalProtocol())
+    seen = {a.start + 1, a.start + 2, a.start + 3}
+    neg = sampler.sample("user-1", a.domain_id, seen)
+    assert len(neg) == 99 == len(set(neg.tolist()))
+    assert all(a.start < n < a.end for n in neg) and not seen & set(neg.tolist())
+    assert (sampler.sample("user-1", a.domain_id, seen) == neg).all()
+    assert not (sampler.sample("user-2", a.domain_id, seen) == neg).all()
+
+
+def test_small_domain_and_all_items_pool():
+    vocab = make_vocab()
+    b = vocab.domain("B")
+    neg = NegativeSampler(vocab, EvalProtocol()).sample("u", b.domain_id, {b.start + 1})
+    assert len(neg) == 99 and set(neg.tolist()) == set(range(b.start + 2, b.end))  # 29 left: all used, repeats allowed
+    pooled = NegativeSampler(vocab, EvalProtocol(pool="all")).sample("u", b.domain_id, set())
+    assert {vocab.domain_of_item(int(n)) for n in pooled} == {1, 2} and not {d.oov_id for d in vocab.domains} & set(pooled.tolist())
+
+
+def test_popularity_and_protocols_on_the_sample(sample_examples, vocab):
+    out = str(sample_examples[0])
+    pop = PopularityScorer.from_examples(out, vocab)
+    assert pop.counts.sum() > 0 and pop.counts[:2].sum() == 0
+    result = evaluate(pop, out, "valid", vocab)
+    assert result["all"]["users"] == 500 == sum(d["users"] for d in result["domains"].values())
+    assert result == evaluate(pop, out, "valid", vocab, EvalProtocol(batch_size=37))  # batch size does not matter
+    full = evaluate(pop, out, "valid", vocab, EvalProtocol(full_ranking=True))
+    assert full["all"]["MRR"] < result["all"]["MRR"]  # thousands of candidates instead of 100

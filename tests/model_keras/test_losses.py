@@ -1,0 +1,113 @@
+"""Eq. 8-18 on hand-made tensors, and the model-level properties (PAD, lambda state, variants)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model_keras import losses
+
+
+def test_pairwise_losses_match_their_formulas():
+    pos, neg = tf.constant([2.0, -1.0]), tf.constant([0.5, 0.5])
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    np.testing.assert_allclose(losses.pairwise_loss(pos, neg, "bpr"), -np.log(sig(np.array([1.5, -1.5]))), rtol=1e-5)
+    np.testing.assert_allclose(losses.pairwise_loss(pos, neg, "bce"), -np.log(sig(np.array([2.0, -1.0]))) - np.log(1 - sig(0.5)), rtol=1e-5)
+    np.testing.assert_allclose(losses.pairwise_loss(pos, neg, "eq8"), -np.log(sig(sig(np.array([2.0, -1.0])) - sig(0.5))), rtol=1e-5)
+    with pytest.raises(ValueError):
+        losses.pairwise_loss(pos, neg, "hinge")
+
+
+def test_negatives_come_from_the_target_domain_without_oov():
+    start, count = tf.constant([0, 3, 10]), tf.constant([0, 6, 2])  # domain 1: ids 3..8, domain 2: 10..11
+    domains = tf.constant([[1, 2, 0] * 500])
+    neg = losses.sample_negatives(domains, start, count).numpy()[0]
+    assert set(neg[0::3]) == set(range(3, 9)) and set(neg[1::3]) == {10, 11} and set(neg[2::3]) == {0}
+
+
+def test_masked_positions_change_no_domain_mean():
+    values = tf.constant([[1.0, 3.0, np.nan], [5.0, np.inf, 7.0]])
+    domains = tf.constant([[1, 1, 2], [2, 0, 1]])
+    mask = tf.constant([[True, True, False], [True, False, True]])
+    means, counts = losses.domain_means(values, domains, mask, 2)
+    np.testing.assert_allclose(means, [11 / 3, 5.0])
+    np.testing.assert_allclose(counts, [3, 1])
+
+
+def test_ntg_is_single_minus_cross_per_domain():
+    single = tf.constant([[1.0, 2.0, 4.0]])
+    cross = tf.constant([[0.5, 3.0, 1.0]])
+    phi = losses.negative_transfer_gap(single, cross, tf.constant([[1, 2, 1]]), tf.constant([[True, True, True]]), 2)
+    np.testing.assert_allclose(phi, [(0.5 + 3.0) / 2, -1.0])
+
+
+def test_relative_ntg_moves_lambda_away_from_a_negative_transfer_domain():
+    previous = tf.fill([3], 1 / 3)
+    neutral = losses.relative_ntg(previous, tf.zeros(3), 1.0, 1.0, 1.0)
+    np.testing.assert_allclose(neutral, [1 / 3] * 3, rtol=1e-6)
+    lam = losses.relative_ntg(previous, tf.constant([0.0, -2.0, 0.0]), 1.0, 1.0, 1.0).numpy()
+    assert lam[1] < 1 / 3 < lam[0] == pytest.approx(lam[2])
+    assert lam.sum() == pytest.approx(1.0)
+    hotter = losses.relative_ntg(previous, tf.constant([0.0, -2.0, 0.0]), 1.0, 1.0, 10.0).numpy()
+    assert lam[1] < hotter[1] < 1 / 3  # a higher temperature delta flattens lambda
+
+
+def test_lc_ntg_weights_only_present_domains():
+    loss = losses.lc_ntg_cross_loss(tf.constant([1.0, 3.0, 100.0]), tf.constant([0.5, 0.25, 0.25]), tf.constant([True, True, False]))
+    assert float(loss) == pytest.approx((0.5 * 1 + 0.25 * 3) / 0.75)
+
+
+def test_sc_mim_is_infonce_over_users_of_the_domain():
+    single = tf.constant([[[1.0, 0.0]], [[0.0, 1.0]], [[9.0, 9.0]]])  # 3 users, 1 domain, r = 2
+    cross = tf.constant([[[1.0, 0.0]], [[0.0, 1.0]], [[9.0, 9.0]]])
+    present = tf.constant([[True], [True], [False]])  # user 3 has no position in the domain
+    got = losses.sc_mim_loss(single, cross, present, tf.eye(2)).numpy()
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    rho = sig(np.array([[1.0, 0.0], [0.0, 1.0]]))  # rho[u, u'] = sigma(s_u' . c_u)
+    expected = np.mean([np.log(np.exp(rho[u]).sum()) - rho[u, u] for u in range(2)])
+    assert got[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_pad_positions_change_no_loss(make_model, batch):
+    """Whatever the PAD row of M holds, no loss term and no representation moves."""
+    model = make_model()
+
+    def run():
+        tf.random.set_seed(11)  # the same negatives both times
+        terms = model.compute_losses(batch, training=False)
+        return {k: float(terms[k]) for k in ("loss", "single_loss", "cross_loss", "mim_loss")}, model.user_representation(batch["item"]).numpy()
+
+    before, rep_before = run()
+    table = model.embedding.items.embeddings
+    table.assign(tf.tensor_scatter_nd_update(table, [[0]], [tf.fill([table.shape[1]], 7.0)]))
+    after, rep_after = run()
+    assert after == pytest.approx(before, rel=1e-5)
+    np.testing.assert_allclose(rep_after, rep_before, atol=1e-5)
+
+
+def test_train_step_updates_lambda_state_and_reports_every_term(make_model, batch, vocab):
+    model = make_model()
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    assert np.all(model.ntg_lambda.numpy() == 0)  # Eq. 11: lambda starts at 0
+    logs = model.train_on_batch(batch, return_dict=True)
+    assert {"loss", "single_loss", "cross_loss", "mim_loss"} <= set(logs)
+    assert {f"phi/{d}" for d in vocab.domain_names} <= set(logs) and {f"lambda/{d}" for d in vocab.domain_names} <= set(logs)
+    assert model.ntg_lambda.numpy().sum() == pytest.approx(1.0)
+    assert any(w is model.ntg_lambda for w in model.non_trainable_weights)
+    assert {id(model.ntg_alpha), id(model.ntg_beta), id(model.ntg_log_temperature)} <= {id(w) for w in model.trainable_weights}
+
+
+def test_variants_change_the_total_loss(make_model, batch):
+    tf.keras.utils.set_random_seed(1)
+    full = make_model(eta=0.5)
+    weights = full.get_weights()
+    def total(**overrides):
+        model = make_model(eta=0.5, **overrides)
+        model.set_weights(weights)
+        tf.random.set_seed(3)
+        return model.compute_losses(batch, training=False)
+    tf.random.set_seed(3)
+    terms = full.compute_losses(batch, training=False)
+    assert float(terms["loss"]) == pytest.approx(0.5 * float(terms["single_loss"] + terms["cross_loss"]) + 0.5 * float(terms["mim_loss"]), rel=1e-5)
+    no_mim = total(use_sc_mim=False)
+    assert float(no_mim["loss"]) == pytest.approx(0.5 * float(no_mim["single_loss"] + no_mim["cross_loss"]), rel=1e-5)
+    sdsr = total(mode="sdsr")
+    assert float(sdsr["loss"]) == pytest.approx(float(sdsr["single_loss"]), rel=1e-6)

@@ -1,0 +1,107 @@
+"""Training on the embedded sample, resume, and the exported serving signature."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model_keras.config import ModelConfig
+from model_keras.evaluation import PopularityScorer, evaluate
+from model_keras.signatures import left_pad_history
+from model_keras.train import load_trained, parse_settings, run_fn
+
+SMALL = dict(embed_dim=32, num_blocks=1, epochs=6, batch_size=64, learning_rate=2e-3)
+
+
+@pytest.fixture(scope="module")
+def trained(sample_examples, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    summary = run_fn(str(sample_examples[0]), str(out), ModelConfig(**SMALL), verbose=0)
+    return out, summary
+
+
+@pytest.mark.slow
+def test_training_lowers_every_loss_and_beats_popularity(trained, sample_examples, vocab):
+    out, summary = trained
+    history = summary["loss_history"]
+    for term in ("loss", "single_loss", "cross_loss", "mim_loss"):
+        assert history[term][-1] < history[term][0], term
+    popularity = evaluate(PopularityScorer.from_examples(str(sample_examples[0]), vocab), str(sample_examples[0]), "valid", vocab)
+    assert summary["valid"]["all"]["NDCG@10"] > popularity["all"]["NDCG@10"]
+    assert summary["valid"]["all"]["users"] == 500
+    assert glob.glob(str(out / "logs" / "train" / "events.out.tfevents.*"))  # TensorBoard
+    assert {f"lambda/{d}" for d in vocab.domain_names} <= set(history)
+
+
+@pytest.mark.slow
+def test_best_weights_reload_to_the_same_valid_metrics(trained, sample_examples, vocab):
+    from model_keras.evaluation import ModelScorer
+
+    out, summary = trained
+    model = load_trained(str(out), str(sample_examples[0]))
+    again = evaluate(ModelScorer(model), str(sample_examples[0]), "valid", vocab)
+    assert again["all"]["NDCG@10"] == pytest.approx(summary["valid"]["all"]["NDCG@10"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_saved_model_signature_returns_top_k_of_the_target_domain(trained, sample_examples, vocab):
+    out, _ = trained
+    loaded = tf.saved_model.load(str(out / "saved_model"))
+    serve = loaded.signatures["serving_default"]
+    assert set(serve.structured_outputs) == {"item_ids", "scores"}
+    books, toys = vocab.domain("Books"), vocab.domain("Toys_and_Games")
+    history = tf.constant([[0, books.start + 1, toys.start + 2], [books.start + 3, books.start + 4, books.start + 5]], tf.int32)
+    result = serve(history_items=history, target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32), k=tf.constant(7))
+    ids, scores = result["item_ids"].numpy(), result["scores"].numpy()
+    assert ids.shape == (2, 7) and scores.dtype == np.float32
+    assert all(toys.start < i < toys.end for i in ids[0]) and all(books.start < i < books.end for i in ids[1])
+    assert (np.diff(scores, axis=1) <= 0).all()
+    assert serve(history_items=history, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant(3))["item_ids"].shape == (2, 3)
+    config = json.loads((out / "saved_model" / "assets.extra" / "model_config.json").read_text())
+    assert config["embed_dim"] == 32
+
+
+@pytest.mark.slow
+def test_saved_model_cli_shows_the_signature(trained):
+    out, _ = trained
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", str(out / "saved_model"), "--tag_set", "serve", "--signature_def", "serving_default"],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    for name in ("history_items", "target_domain", "item_ids", "scores"):
+        assert name in shown.stdout
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_epoch(sample_examples, tmp_path):
+    config = dict(SMALL, epochs=1)
+    first = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**config), verbose=0)
+    assert first["epochs_run"] == 1
+    second = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0)
+    assert second["epochs_run"] == 1 and second["valid_history"][0]["epoch"] == 2
+
+
+def test_left_pad_history_adds_sos_and_keeps_the_most_recent():
+    out = left_pad_history(tf.constant([[0, 0, 5, 6], [7, 0, 8, 9], [0, 0, 0, 0]]), 3).numpy()
+    assert out.tolist() == [[1, 5, 6], [7, 8, 9], [0, 0, 1]]
+
+
+def test_settings_and_config_errors():
+    assert parse_settings(["epochs=3", "model.num_experts=5", "loss=bpr", "use_lc_ntg=false"]) == {
+        "epochs": 3, "num_experts": 5, "loss": "bpr", "use_lc_ntg": False}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_settings(["epochs"])
+    with pytest.raises(ValueError, match="unknown model setting"):
+        ModelConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="num_cross_experts"):
+        ModelConfig(num_items=10, num_domains=2, num_experts=2, num_cross_experts=3).validate()
+
+
+def test_train_cli_names_a_missing_examples_dir(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "model_keras.train", "--examples", str(tmp_path), "--output", str(tmp_path / "m")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "run `python -m components.transform" in result.stderr and "Traceback" not in result.stderr
