@@ -103,7 +103,7 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     else:  # nothing trained (epochs already done, or 0): evaluate what we have
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
     model.save_weights(os.path.join(output_dir, "best", "weights"))
-    export_saved_model(model, config.max_len, os.path.join(output_dir, "saved_model"),
+    export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
                        {"model_config.json": config.to_dict(), "vocabulary_summary.json": {"domains": vocabulary.domain_names, "num_items": vocabulary.num_items}})
     summary = {
         "config": config.to_dict(),

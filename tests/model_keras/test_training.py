@@ -48,10 +48,9 @@ def test_best_weights_reload_to_the_same_valid_metrics(trained, sample_examples,
 
 
 @pytest.mark.slow
-def test_saved_model_signature_returns_top_k_of_the_target_domain(trained, sample_examples, vocab):
+def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
     out, _ = trained
-    loaded = tf.saved_model.load(str(out / "saved_model"))
-    serve = loaded.signatures["serving_default"]
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
     assert set(serve.structured_outputs) == {"item_ids", "scores"}
     books, toys = vocab.domain("Books"), vocab.domain("Toys_and_Games")
     history = tf.constant([[0, books.start + 1, toys.start + 2], [books.start + 3, books.start + 4, books.start + 5]], tf.int32)
@@ -63,6 +62,32 @@ def test_saved_model_signature_returns_top_k_of_the_target_domain(trained, sampl
     assert serve(history_items=history, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant(3))["item_ids"].shape == (2, 3)
     config = json.loads((out / "saved_model" / "assets.extra" / "model_config.json").read_text())
     assert config["embed_dim"] == 32
+
+
+@pytest.mark.slow
+def test_string_signatures_agree_with_the_id_signature(trained, vocab):
+    out, _ = trained
+    loaded = tf.saved_model.load(str(out / "saved_model"))
+    books, toys = vocab.domain("Books"), vocab.domain("Toys_and_Games")
+    raw = [[books.items[0], toys.items[1], ""], [books.items[2], books.items[3], books.items[4]]]
+    raw_domains = [["Books", "Toys_and_Games", ""], ["Books"] * 3]
+    ids = [[books.start + 1, toys.start + 2, 0], [books.start + 3, books.start + 4, books.start + 5]]
+    by_name = loaded.signatures["serving_default"](history_items=tf.constant(raw), history_domains=tf.constant(raw_domains),
+                                                   target_domain=tf.constant(["Toys_and_Games", "Books"]), k=tf.constant(5))
+    by_id = loaded.signatures["recommend_ids"](history_items=tf.constant(ids, tf.int32), target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32), k=tf.constant(5))
+    names = [[vocab.item_name(int(i)) for i in row] for row in by_id["item_ids"].numpy()]
+    assert [[x.decode() for x in row] for row in by_name["item_ids"].numpy()] == names
+    np.testing.assert_allclose(by_name["scores"], by_id["scores"], rtol=1e-5)
+    # score_items gives the same scores for those items; an unknown item scores as its domain's OOV
+    scored = loaded.signatures["score_items"](history_items=tf.constant(raw), history_domains=tf.constant(raw_domains),
+                                              target_domain=tf.constant(["Toys_and_Games", "Books"]), candidate_items=tf.constant([n[:2] for n in names]))
+    np.testing.assert_allclose(scored["scores"], by_id["scores"].numpy()[:, :2], rtol=1e-5)
+    unknown = loaded.signatures["score_items"](history_items=tf.constant([["never-seen"]]), history_domains=tf.constant([["Books"]]),
+                                               target_domain=tf.constant(["Books"]), candidate_items=tf.constant([["also-unknown", "[OOV:Books]"]]))
+    assert np.isfinite(unknown["scores"].numpy()).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="known domains"):
+        loaded.signatures["serving_default"](history_items=tf.constant([["x"]]), history_domains=tf.constant([["Books"]]),
+                                             target_domain=tf.constant(["Cars"]), k=tf.constant(3))
 
 
 @pytest.mark.slow
