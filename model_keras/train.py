@@ -24,6 +24,7 @@ from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset
 from model_keras.model import SyNCRec
 from model_keras.signatures import export_saved_model
+from model_keras.warm_start import warm_start as warm_start_from
 
 SELECTION_METRIC = "NDCG@10"
 
@@ -86,7 +87,8 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
     elif warm_start:
-        tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(os.path.join(warm_start, "checkpoints"))).expect_partial()
+        warm_info = warm_start_from(model, vocabulary, warm_start)
+        print(f"warm start from {warm_start}: {warm_info}")
     initial_epoch = int(checkpoint.epoch.numpy())
     view = "single" if config.mode == "sdsr" else "cross"
     validation = ValidationCallback(examples_dir, vocabulary, protocol, view)
@@ -103,8 +105,10 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     else:  # nothing trained (epochs already done, or 0): evaluate what we have
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
     model.save_weights(os.path.join(output_dir, "best", "weights"))
-    export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
-                       {"model_config.json": config.to_dict(), "vocabulary_summary.json": {"domains": vocabulary.domain_names, "num_items": vocabulary.num_items}})
+    saved_model = export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
+                                     {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()})
+    # The checkpoint travels with the export so a pushed model can warm-start the next training.
+    model.save_weights(os.path.join(saved_model, "assets.extra", "checkpoint", "weights"))
     summary = {
         "config": config.to_dict(),
         "best_epoch": validation.best_epoch,
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", required=True, help="output directory of components.transform")
     parser.add_argument("--output", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model setting, e.g. --set epochs=5")
-    parser.add_argument("--warm-start", default=None, help="a previous --output to start from")
+    parser.add_argument("--warm-start", default=None, help="an exported SavedModel (OUTPUT/saved_model or a pushed version) to start from")
     args = parser.parse_args(argv)
     try:
         config = ModelConfig.from_dict(parse_settings(args.set))

@@ -1,0 +1,64 @@
+"""Warm start from an exported model, even when the vocabulary has grown since.
+
+The exported SavedModel carries its model_config.json, vocabulary.json and checkpoint in
+assets.extra/. We rebuild that model from code, load its weights and copy every weight whose
+shape matches; item embedding rows are copied by raw item id, so items keep what they learned
+and new items start fresh.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import model_keras  # noqa: F401
+import tensorflow as tf
+
+from components.vocabulary import Vocabulary
+from model_keras.config import ModelConfig
+from model_keras.model import SyNCRec
+
+
+def dummy_batch(config: ModelConfig) -> dict:
+    """All-PAD features with the right shapes: enough to create every weight."""
+    t, d = config.max_len, config.num_domains
+    zeros = lambda *shape: tf.zeros(shape, tf.int32)  # noqa: E731
+    return {"item": zeros(1, t), "target_item": zeros(1, t), "target_domain": zeros(1, t), "single_item": zeros(1, d, t),
+            "single_target": zeros(1, d, t), "single_index": -tf.ones([1, t], tf.int32)}
+
+
+def load_exported(saved_model_dir: str) -> tuple[SyNCRec, Vocabulary]:
+    extra = os.path.join(saved_model_dir, "assets.extra")
+    with open(os.path.join(extra, "model_config.json"), encoding="utf-8") as handle:
+        config = ModelConfig.from_dict(json.load(handle))
+    vocabulary = Vocabulary.load(os.path.join(extra, "vocabulary.json"))
+    model = SyNCRec(config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names)
+    model.build_for(dummy_batch(config))
+    model.load_weights(os.path.join(extra, "checkpoint", "weights")).expect_partial()
+    return model, vocabulary
+
+
+def warm_start(model: SyNCRec, vocabulary: Vocabulary, saved_model_dir: str) -> dict:
+    """Copy weights from the exported model into `model`; returns counts of what was copied."""
+    old, old_vocab = load_exported(saved_model_dir)
+    copied, skipped, rows = 0, 0, 0
+    for new_var, old_var in zip(model.weights, old.weights):
+        if new_var is model.embedding.item_table:
+            old_table, new_table = old_var.numpy(), new_var.numpy()
+            for d in vocabulary.domains:
+                if d.name not in old_vocab.domain_names:
+                    continue
+                for offset, item in enumerate(d.items):
+                    old_id = old_vocab.item_id(d.name, item)
+                    if old_id != old_vocab.domain(d.name).oov_id:
+                        new_table[d.start + 1 + offset] = old_table[old_id]
+                        rows += 1
+                new_table[d.oov_id] = old_table[old_vocab.domain(d.name).oov_id]
+            new_table[:2] = old_table[:2]
+            new_var.assign(new_table)
+            copied += 1
+        elif new_var.shape == old_var.shape:
+            new_var.assign(old_var)
+            copied += 1
+        else:
+            skipped += 1
+    return {"variables_copied": copied, "variables_skipped": skipped, "item_rows_copied": rows}
