@@ -94,10 +94,12 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     validation = ValidationCallback(examples_dir, vocabulary, protocol, view)
     save_epoch = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (checkpoint.epoch.assign(epoch + 1), manager.save()))
     started = time.time()
-    history = model.fit(
-        train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose,
-        callbacks=[validation, save_epoch, tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch")],
-    )
+    callbacks = [validation, save_epoch, tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch")]
+    if config.epochs > initial_epoch:
+        history = model.fit(train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks)
+        epochs_run, loss_history = len(history.epoch), history.history
+    else:  # epochs=0 (or already done): export the model as it is, e.g. a warm start unchanged
+        epochs_run, loss_history = 0, {}
     seconds = time.time() - started
     if validation.best_weights is not None:
         model.set_weights(validation.best_weights)
@@ -112,11 +114,11 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     summary = {
         "config": config.to_dict(),
         "best_epoch": validation.best_epoch,
-        "epochs_run": len(history.epoch),
+        "epochs_run": epochs_run,
         "train_seconds": round(seconds, 2),
         "valid": valid_result,
         "valid_history": validation.history,
-        "loss_history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "loss_history": {k: [float(x) for x in v] for k, v in loss_history.items()},
     }
     with open(os.path.join(output_dir, "model_config.json"), "w", encoding="utf-8") as handle:
         json.dump(config.to_dict(), handle, indent=1)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 
 import model_keras  # noqa: F401  (tf-keras before TensorFlow, for every stage)
 
@@ -60,6 +61,9 @@ def run_local(config: PipelineConfig) -> dict:
             os.remove(os.path.join(paths["report_dir"], name))
     os.environ["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     logging.getLogger("kfp").setLevel(logging.WARNING)
+    # kfp.local notes that resource limits, display names and the image only apply on Kubeflow.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=paths["pipeline_root"])
     try:
         create_pipeline(**pipeline_arguments(config))
@@ -76,13 +80,23 @@ def run_local(config: PipelineConfig) -> dict:
 
 
 def compile_pipeline(output: str, image: str | None = None) -> str:
-    if image:
-        os.environ["SYNCREC_IMAGE"] = image
+    """Write the KFP spec; `image` (or $SYNCREC_IMAGE) is the component image."""
+    import importlib
+
     from kfp import compiler
 
-    from pipeline.kfp_pipeline import create_pipeline
+    from pipeline import kfp_pipeline
 
-    compiler.Compiler().compile(create_pipeline, output)
+    previous = os.environ.get("SYNCREC_IMAGE")
+    if image:
+        os.environ["SYNCREC_IMAGE"] = image
+        kfp_pipeline = importlib.reload(kfp_pipeline)
+    try:
+        compiler.Compiler().compile(kfp_pipeline.create_pipeline, output)
+    finally:
+        if image:
+            os.environ.pop("SYNCREC_IMAGE") if previous is None else os.environ.__setitem__("SYNCREC_IMAGE", previous)
+            importlib.reload(kfp_pipeline)
     return output
 
 

@@ -130,8 +130,10 @@ def push_stage(model_dir: str, evaluation_dir: str, examples_dir: str, serving_r
 
     evaluation = _read_json(os.path.join(evaluation_dir, "evaluation.json"))
     pushed_to = push(os.path.join(model_dir, "saved_model"), serving_root, model_name) if evaluation["blessed"] else None
+    stats = _read_json(os.path.join(examples_dir, "stats.json"))
     report = {
         "domains": evaluation["test"]["domains"],
+        "data": {k: stats[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "users", "items", "interactions")},
         "all": evaluation["test"]["all"],
         "blessed": evaluation["blessed"],
         "pushed_to": pushed_to,

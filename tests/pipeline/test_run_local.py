@@ -1,0 +1,96 @@
+"""The whole pipeline with kfp.local: metrics report, push, caching, anomalies, retraining."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from synthetic.generator import SyntheticConfig, write_csv
+
+FAST = ["--set", "epochs=1", "--set", "embed_dim=16", "--set", "max_len=20"]
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    first = run("run-local", "--root", str(root), *FAST)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return root, first
+
+
+@pytest.mark.slow
+def test_run_local_writes_the_report_and_pushes(local_run):
+    root, result = local_run
+    report = json.loads((root / "report" / "metrics.json").read_text())
+    assert set(report["domains"]) == {"Books", "Clothing_Shoes_and_Jewelry", "Sports_and_Outdoors", "Toys_and_Games", "Video_Games"}
+    for metrics in report["domains"].values():
+        assert set(metrics) == {"HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR", "users"}
+    assert sum(m["users"] for m in report["domains"].values()) == 500
+    assert report["blessed"] is True and os.path.isfile(os.path.join(report["pushed_to"], "saved_model.pb"))
+    assert os.path.dirname(report["pushed_to"]) == str(root / "serving" / "syncrec")
+    assert (root / "serving" / "models.config").exists()
+    assert "pushed to: " + report["pushed_to"] in result.stdout and "| Books |" in result.stdout
+
+
+@pytest.mark.slow
+def test_unchanged_rerun_reuses_transform_and_training(local_run):
+    root, _ = local_run
+    versions = sorted(os.listdir(root / "serving" / "syncrec"))
+    again = run("run-local", "--root", str(root), *FAST)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = json.loads((root / "report" / "metrics.json").read_text())
+    assert report["cache"] == {"transform": True, "train": True}
+    assert sorted(os.listdir(root / "serving" / "syncrec")) == versions  # the same model is not pushed twice
+
+
+@pytest.mark.slow
+def test_anomalies_stop_the_run_with_a_readable_report(tmp_path):
+    rows = ["user_id,item_id,domain,timestamp"] + [f"u{u},i{k},D,{k}" for u in range(5) for k in range(4)] + [f"u9,i,D,bad{k}" for k in range(40)]
+    (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+    result = run("run-local", "--input", str(tmp_path / "log.csv"), "--format", "raw", "--root", str(tmp_path / "r"), *FAST)
+    assert result.returncode == 1
+    assert "ExampleAnomalies" in result.stderr and "40 of 60 rows rejected" in result.stderr
+    assert not (tmp_path / "r" / "serving").exists()
+
+
+@pytest.mark.slow
+def test_missing_input_is_one_clear_error(tmp_path):
+    result = run("run-local", "--input", str(tmp_path / "none.csv"), "--format", "raw", "--root", str(tmp_path / "r"))
+    assert result.returncode == 1 and "matches no file" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_retrain_adds_data_warm_starts_and_refuses_a_broken_model(tmp_path):
+    common = dict(domains=3, items_per_domain=60, clusters=6, mean_events_per_user=12, p_sequential=0.7)
+    write_csv(SyntheticConfig(events=12000, seed=1, **common), str(tmp_path / "day1.csv"))
+    write_csv(SyntheticConfig(events=6000, seed=2, **common), str(tmp_path / "day2.csv"))
+    train = ["--set", "epochs=4", "--set", "embed_dim=24", "--set", "max_len=20", "--set", "learning_rate=0.005"]
+    root = str(tmp_path / "r")
+    first = run("run-local", "--input", str(tmp_path / "day1.csv"), "--format", "raw", "--root", root, *train)
+    assert first.returncode == 0, first.stderr[-3000:]
+    first_report = json.loads(open(os.path.join(root, "report", "metrics.json")).read())
+    assert first_report["pushed_to"]
+
+    second = run("retrain", "--input", str(tmp_path / "day2.csv"), "--root", root, *train)
+    assert second.returncode == 0, second.stderr[-3000:]
+    report = json.loads(open(os.path.join(root, "report", "metrics.json")).read())
+    assert (first_report["data"]["rows_read"], report["data"]["rows_read"]) == (12000, 18000)
+    assert report["blessing"]["baseline"] == first_report["pushed_to"]
+    assert "warm start from" in second.stdout + second.stderr
+    assert report["blessed"] and report["pushed_to"] != first_report["pushed_to"]
+    state = json.loads(open(os.path.join(root, "state.json")).read())
+    assert [os.path.basename(p) for p in state["inputs"]] == ["day1.csv", "day2.csv"]
+
+    versions = sorted(os.listdir(os.path.join(root, "serving", "syncrec")))
+    broken = run("retrain", "--input", str(tmp_path / "day2.csv"), "--root", root, "--set", "epochs=0", "--set", "warm_start=none",
+                 *train[2:])
+    assert broken.returncode == 0, broken.stderr[-3000:]
+    report = json.loads(open(os.path.join(root, "report", "metrics.json")).read())
+    assert report["blessed"] is False and report["pushed_to"] is None
+    assert any(reason.endswith("worse") for reason in report["blessing"]["reasons"])
+    assert sorted(os.listdir(os.path.join(root, "serving", "syncrec"))) == versions
