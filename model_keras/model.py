@@ -95,6 +95,13 @@ class SyNCRec(tf.keras.Model):
         return tf.where(allowed, logits, tf.fill(tf.shape(logits), -float("inf")))
 
     # ------------------------------------------------------------------ losses
+    def position_loss(self, representation, targets, domains):
+        """Eq. 8/9 at every position: the target against one negative drawn from its domain."""
+        negatives = losses.sample_negatives(domains, self.domain_start, self.domain_count)
+        table = self.embedding.item_table
+        return losses.pairwise_loss(tf.reduce_sum(representation * tf.gather(table, targets), -1),
+                                    tf.reduce_sum(representation * tf.gather(table, negatives), -1), self.config.loss)
+
     def compute_losses(self, features, training=None, update_lambda=False) -> dict[str, tf.Tensor]:
         """Every term of Eq. 8-18 for one batch; also returns phi and the new lambda."""
         c = self.config
@@ -105,19 +112,13 @@ class SyNCRec(tf.keras.Model):
         single_domain = tf.broadcast_to(domain_ids[tf.newaxis, :, tf.newaxis], tf.shape(single_target)) * tf.cast(single_target > 0, target_domain.dtype)
 
         # Eq. 8: single-domain pairwise loss at every position of every X^d.
-        single_neg = losses.sample_negatives(single_domain, self.domain_start, self.domain_count)
-        l_single = losses.pairwise_loss(
-            tf.reduce_sum(y_single * tf.gather(self.embedding.item_table, single_target), -1),
-            tf.reduce_sum(y_single * tf.gather(self.embedding.item_table, single_neg), -1), c.loss)
+        l_single = self.position_loss(y_single, single_target, single_domain)
         single_mask = single_target > 0
         single_means, single_counts = losses.domain_means(l_single, single_domain, single_mask, c.num_domains)
         l_single_total = tf.math.divide_no_nan(tf.reduce_sum(single_means), tf.reduce_sum(tf.cast(single_counts > 0, tf.float32)))
 
         # Eq. 9: cross-domain pairwise loss at every position of X.
-        cross_neg = losses.sample_negatives(target_domain, self.domain_start, self.domain_count)
-        l_cross = losses.pairwise_loss(
-            tf.reduce_sum(y_cross * tf.gather(self.embedding.item_table, target), -1),
-            tf.reduce_sum(y_cross * tf.gather(self.embedding.item_table, cross_neg), -1), c.loss)
+        l_cross = self.position_loss(y_cross, target, target_domain)
         cross_mask = target > 0
         cross_means, cross_counts = losses.domain_means(l_cross, target_domain, cross_mask, c.num_domains)
         present = cross_counts > 0
