@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 LOSSES = ("bce", "bpr", "eq8")
 MODES = ("syncrec", "sdsr")
+ARCHITECTURES = ("syncrec", "sasrec", "gru4rec", "bprmf")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ModelConfig:
     use_sc_mim: bool = True
     use_acmoe: bool = True  # False: vanilla MMoE, no stop-gradient
     mode: str = "syncrec"  # "sdsr": single-domain tasks only (negative-transfer reference)
+    architecture: str = "syncrec"  # or a baseline: "sasrec", "gru4rec", "bprmf" (model_keras/baselines.py)
     learning_rate: float = 1e-3
     batch_size: int = 128
     epochs: int = 10
@@ -50,6 +52,8 @@ class ModelConfig:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {LOSSES}")
+        if self.architecture not in ARCHITECTURES:
+            problems.append(f"architecture must be one of {ARCHITECTURES}")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {MODES}")
         if not 0.0 <= self.eta <= 1.0:

@@ -116,6 +116,8 @@ class ModelScorer(Scorer):
         self.model, self.view = model, view
 
     def _representation(self, batch):
+        if hasattr(self.model, "with_users"):  # BPR-MF scores the user, not the history
+            self.model.with_users(batch["user_id"])
         if self.view == "single":
             return self.model.single_user_representation(batch["single_item"], batch["label_domain"])
         return self.model.user_representation(batch["item"])

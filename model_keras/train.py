@@ -45,7 +45,9 @@ def parse_settings(pairs: list[str]) -> dict:
 
 
 def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch) -> SyNCRec:
-    model = SyNCRec(config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names, name="syncrec")
+    from model_keras.baselines import ARCHITECTURES
+
+    model = ARCHITECTURES[config.architecture](config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names, name=config.architecture)
     model.build_for(sample_batch)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     return model
@@ -72,8 +74,9 @@ class ValidationCallback(tf.keras.callbacks.Callback):
 
 
 def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: str | None = None,
-           protocol: EvalProtocol = EvalProtocol(), verbose: int = 1) -> dict:
-    """Train, select on valid, export. Returns a summary (also written to training.json)."""
+           protocol: EvalProtocol = EvalProtocol(), verbose: int = 1, export: bool = True) -> dict:
+    """Train, select on valid, export (SyNCRec and sequence baselines). Returns a summary (also
+    written to training.json); `summary["model"]` is the trained model with the best weights."""
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
     tf.keras.utils.set_random_seed(config.seed)
     train = make_dataset(examples_dir, "train", vocabulary.num_domains, config.batch_size, shuffle=True, seed=config.seed)
@@ -107,10 +110,10 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     else:  # nothing trained (epochs already done, or 0): evaluate what we have
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
     model.save_weights(os.path.join(output_dir, "best", "weights"))
-    saved_model = export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
+    saved_model = None if not export else export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
                                      {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()})
-    # The checkpoint travels with the export so a pushed model can warm-start the next training.
-    model.save_weights(os.path.join(saved_model, "assets.extra", "checkpoint", "weights"))
+    if saved_model:  # the checkpoint travels with the export so a pushed model can warm-start the next training
+        model.save_weights(os.path.join(saved_model, "assets.extra", "checkpoint", "weights"))
     summary = {
         "config": config.to_dict(),
         "best_epoch": validation.best_epoch,
@@ -124,7 +127,7 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
         json.dump(config.to_dict(), handle, indent=1)
     with open(os.path.join(output_dir, "training.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=1)
-    return summary
+    return {**summary, "model": model}
 
 
 def load_trained(output_dir: str, examples_dir: str) -> SyNCRec:

@@ -1,0 +1,1 @@
+"""Experiments that reproduce the paper's tables on real data with the pipeline's own code."""
