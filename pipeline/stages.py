@@ -53,7 +53,8 @@ def transform_stage(input_path: str, input_format: str, max_len: int, min_events
     if not hit:
         pattern = files[0] if len(files) == 1 else os.path.join(os.path.dirname(examples_dir), "_inputs", "*")
         if len(files) > 1:  # several inputs: link them side by side so one glob reads them all
-            os.makedirs(os.path.dirname(pattern), exist_ok=True)
+            shutil.rmtree(os.path.dirname(pattern), ignore_errors=True)
+            os.makedirs(os.path.dirname(pattern))
             for index, path in enumerate(files):
                 os.symlink(os.path.abspath(path), os.path.join(os.path.dirname(pattern), f"{index:05d}-{os.path.basename(path)}"))
         config = TransformConfig(

@@ -66,3 +66,18 @@ def test_validator_passes_good_examples_and_reports_broken_ones(sample_examples,
     assert "item" in result["anomalies"] or "target_item" in result["anomalies"]
     report = format_report(result)
     assert report.startswith("ExampleAnomalies") and "outside the vocabulary" in report and "first:" in report
+
+
+def test_transform_stage_reads_several_inputs_and_caches(tmp_path):
+    from pipeline.stages import transform_stage
+
+    for day, users in (("a", range(0, 3)), ("b", range(3, 5))):
+        (tmp_path / f"{day}.csv").write_text("user_id,item_id,domain,timestamp\n" + "".join(f"u{u},i{k},D,{k}\n" for u in users for k in range(3)))
+    inputs = f"{tmp_path / 'a.csv'},{tmp_path / 'b.csv'}"
+    for attempt in range(2):
+        stage = transform_stage(inputs, "raw", 10, 3, 1, "", "", str(tmp_path / "cache"), str(tmp_path / "out" / "examples"))
+        assert stage["users"] == 5 and stage["rows_read"] == 15
+        assert stage["cache_hit"] == (attempt == 1)
+    (tmp_path / "b.csv").write_text("user_id,item_id,domain,timestamp\nu9,i,D,1\nu9,j,D,2\nu9,k,D,3\n")
+    stage = transform_stage(inputs, "raw", 10, 3, 1, "", "", str(tmp_path / "cache"), str(tmp_path / "out" / "examples"))
+    assert not stage["cache_hit"] and stage["users"] == 4  # changed contents, new key, and no stale links
