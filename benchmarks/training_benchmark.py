@@ -48,7 +48,7 @@ def measure(max_len: int, args) -> dict:
     num_items = 2 + args.domains * (args.items // args.domains + 1)
     ranges = [(2 + d * (args.items // args.domains + 1), 2 + (d + 1) * (args.items // args.domains + 1)) for d in range(args.domains)]
     config = ModelConfig(num_items=num_items, num_domains=args.domains, max_len=max_len, embed_dim=args.embed_dim,
-                         num_experts=args.experts, num_cross_experts=1, num_blocks=2, num_heads=1, batch_size=args.batch_size)
+                         num_experts=args.experts, num_cross_experts=min(3, args.experts), num_blocks=2, num_heads=1, batch_size=args.batch_size)
     model = SyNCRec(config, ranges)
     batches = [synthetic_batch(args.batch_size, max_len, args.domains, args.items // args.domains, rng) for _ in range(3)]
     model.build_for(batches[0])
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", type=int, default=5)
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args(argv)
-    print(f"SyNCRec r={args.embed_dim} K={args.experts} j=1 blocks=2 batch={args.batch_size} D={args.domains} items={args.items:,}; "
+    print(f"SyNCRec r={args.embed_dim} K={args.experts} j={min(3, args.experts)} blocks=2 batch={args.batch_size} D={args.domains} items={args.items:,}; "
           f"cores: {os.cpu_count()}, TF {tf.__version__}\n")
     print("| T | train ms/step | train sequences/s | eval users/s (100 candidates) | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|")
