@@ -6,6 +6,7 @@ outputs saying whether it came from the cache and under which key.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -28,9 +29,14 @@ def _read_json(path: str) -> dict:
 
 
 def input_files(input_path: str) -> list[str]:
-    """Files of a comma-separated list of paths, directories or globs (retraining adds to it)."""
+    """Files of a comma-separated list of paths, directories or globs (retraining adds to it).
+
+    A relative pattern that matches nothing here is tried against the code folder, so the default
+    `data/amazon-sample/...` works in the component image whatever its working directory."""
     files: list[str] = []
     for pattern in [p.strip() for p in input_path.split(",") if p.strip()]:
+        if not os.path.isabs(pattern) and not glob.glob(pattern) and glob.glob(os.path.join(cache.REPO, pattern)):
+            pattern = os.path.join(cache.REPO, pattern)
         files += [f for f in expand_input(pattern) if not f.endswith(".md") and not os.path.basename(f).startswith("map_")]
     return files
 
