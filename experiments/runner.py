@@ -6,6 +6,7 @@ trainer (model_keras.train.run_fn: epoch chosen on valid) and the same evaluator
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -52,7 +53,9 @@ def run_variants(examples: str, out: str, variants: list[Variant], seeds: int, b
         runs, histories = [], []
         for seed in range(seeds):
             config = ModelConfig.from_dict({**base, **variant.settings, "seed": seed})
-            folder = os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), f"seed{seed}")
+            # Keyed on the full settings: another command with the same settings reuses the run.
+            digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+            folder = os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), digest, f"seed{seed}")
             summary = run_fn(examples, folder, config, protocol=protocol, verbose=0, export=False)
             view = "single" if config.mode == "sdsr" else "cross"
             runs.append(evaluate(ModelScorer(summary["model"], view), examples, "test", vocabulary, protocol))

@@ -104,12 +104,21 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     else:  # epochs=0 (or already done): export the model as it is, e.g. a warm start unchanged
         epochs_run, loss_history = 0, {}
     seconds = time.time() - started
+    best_weights = os.path.join(output_dir, "best", "weights")
     if validation.best_weights is not None:
         model.set_weights(validation.best_weights)
         valid_result = validation.best_result
-    else:  # nothing trained (epochs already done, or 0): evaluate what we have
+    elif epochs_run == 0 and initial_epoch > 0 and os.path.exists(best_weights + ".index"):
+        # a finished run found again (resume with nothing left): its selected weights, not the last epoch's
+        model.load_weights(best_weights).expect_partial()
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
-    model.save_weights(os.path.join(output_dir, "best", "weights"))
+        with open(os.path.join(output_dir, "training.json"), encoding="utf-8") as handle:
+            previous = json.load(handle)
+        validation.best_epoch, validation.history = previous["best_epoch"], previous["valid_history"]
+        loss_history = previous["loss_history"]
+    else:  # nothing trained (epochs=0): evaluate what we have
+        valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
+    model.save_weights(best_weights)
     saved_model = None if not export else export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
                                      {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()})
     if saved_model:  # the checkpoint travels with the export so a pushed model can warm-start the next training

@@ -108,6 +108,10 @@ def test_resume_continues_from_the_last_epoch(sample_examples, tmp_path):
     assert first["epochs_run"] == 1
     second = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0)
     assert second["epochs_run"] == 1 and second["valid_history"][0]["epoch"] == 2
+    # a finished run found again trains nothing and comes back with its selected weights
+    third = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0, export=False)
+    assert third["epochs_run"] == 0 and third["best_epoch"] == second["best_epoch"]
+    assert third["valid"]["all"]["NDCG@10"] == pytest.approx(second["valid"]["all"]["NDCG@10"], abs=1e-9)
 
 
 def test_left_pad_history_adds_sos_and_keeps_the_most_recent():
