@@ -83,6 +83,21 @@ def _decode(line: bytes) -> str | None:
         return None
 
 
+def _text_lines(path: str, index: int, skip_header: bool = False) -> Iterator[tuple[int, str | RawRecord]]:
+    """(line number, text) of each line; a rejected RawRecord instead for non-UTF-8 or blank lines."""
+    lines = _lines(path)
+    if skip_header:
+        next(lines, None)
+    for number, line in lines:
+        text = _decode(line)
+        if text is None:
+            yield number, RawRecord(index, number, 0, None, "non_utf8", _raw_text(line))
+        elif not text.strip():
+            yield number, RawRecord(index, number, 0, None, "empty_row", text)
+        else:
+            yield number, text
+
+
 # ---------------------------------------------------------------- raw: CSV / TSV
 def read_header(path: str) -> tuple[str, list[str]]:
     """Delimiter and lower-cased column names of a delimited raw log; InputError if unusable."""
@@ -109,15 +124,9 @@ def _read_delimited(path: str, index: int) -> Iterator[RawRecord]:
     delimiter, columns = read_header(path)
     width = len(columns)
     positions = {name: columns.index(name) for name in ("user_id", "item_id", "domain", "timestamp")}
-    lines = _lines(path)
-    next(lines, None)
-    for number, line in lines:
-        text = _decode(line)
-        if text is None:
-            yield RawRecord(index, number, 0, None, "non_utf8", _raw_text(line))
-            continue
-        if not text.strip():
-            yield RawRecord(index, number, 0, None, "empty_row", text)
+    for number, text in _text_lines(path, index, skip_header=True):
+        if isinstance(text, RawRecord):
+            yield text
             continue
         values = next(csv.reader([text], delimiter=delimiter)) if '"' in text else text.split(delimiter)
         if len(values) != width:
@@ -128,13 +137,9 @@ def _read_delimited(path: str, index: int) -> Iterator[RawRecord]:
 
 
 def _read_json_lines(path: str, index: int) -> Iterator[RawRecord]:
-    for number, line in _lines(path):
-        text = _decode(line)
-        if text is None:
-            yield RawRecord(index, number, 0, None, "non_utf8", _raw_text(line))
-            continue
-        if not text.strip():
-            yield RawRecord(index, number, 0, None, "empty_row", text)
+    for number, text in _text_lines(path, index):
+        if isinstance(text, RawRecord):
+            yield text
             continue
         try:
             value = json.loads(text)
@@ -167,20 +172,16 @@ def _read_parquet(path: str, index: int) -> Iterator[RawRecord]:
 
 # ---------------------------------------------------------------- dataset formats
 def _read_syncrec(path: str, index: int) -> Iterator[RawRecord]:
-    lines = _lines(path)
-    _, header = next(lines, (0, b""))
+    with open(path, "rb") as handle:
+        header = handle.readline().rstrip(b"\r\n")
     columns = [c.strip() for c in (_decode(header) or "").split("\t")]
     try:
         pos = {k: columns.index(k) for k in ("user_id", "item", "type", "unix_time")}
     except ValueError as err:
         raise InputError(f"{path}: SyNCRec header {columns} lacks user_id/item/type/unix_time") from err
-    for number, line in lines:
-        text = _decode(line)
-        if text is None:
-            yield RawRecord(index, number, 0, None, "non_utf8", _raw_text(line))
-            continue
-        if not text.strip():
-            yield RawRecord(index, number, 0, None, "empty_row", text)
+    for number, text in _text_lines(path, index, skip_header=True):
+        if isinstance(text, RawRecord):
+            yield text
             continue
         values = text.split("\t")
         if len(values) != len(columns):
@@ -220,15 +221,11 @@ def abxi_maps(path: str, options: ReaderOptions) -> tuple[dict[str, tuple[str, s
 
 def _read_abxi(path: str, index: int, options: ReaderOptions) -> Iterator[RawRecord]:
     items, users = abxi_maps(path, options)
-    for number, line in _lines(path):
-        text = _decode(line)
-        if text is None:
-            yield RawRecord(index, number, 0, None, "non_utf8", _raw_text(line))
+    for number, text in _text_lines(path, index):
+        if isinstance(text, RawRecord):
+            yield text
             continue
         tokens = text.split()
-        if not tokens:
-            yield RawRecord(index, number, 0, None, "empty_row", text)
-            continue
         user = users.get(tokens[0], tokens[0])
         for sub, token in enumerate(tokens[1:]):
             if token.count("|") != 1:
@@ -244,15 +241,11 @@ def _read_abxi(path: str, index: int, options: ReaderOptions) -> Iterator[RawRec
 
 def _read_s3rec(path: str, index: int, options: ReaderOptions) -> Iterator[RawRecord]:
     domain = options.single_domain or Path(path).stem
-    for number, line in _lines(path):
-        text = _decode(line)
-        if text is None:
-            yield RawRecord(index, number, 0, None, "non_utf8", _raw_text(line))
+    for number, text in _text_lines(path, index):
+        if isinstance(text, RawRecord):
+            yield text
             continue
         tokens = text.split()
-        if not tokens:
-            yield RawRecord(index, number, 0, None, "empty_row", text)
-            continue
         # No timestamps: the position in the user's line is the time, so file order is kept.
         for sub, item in enumerate(tokens[1:]):
             yield RawRecord(index, number, sub, {"user_id": tokens[0], "item_id": item, "domain": domain, "timestamp": sub}, None, item)
