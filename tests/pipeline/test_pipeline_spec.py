@@ -62,3 +62,15 @@ def test_cron_forms():
     assert normalise_cron("0 0 3 * * 1") == "0 0 3 * * 1"
     with pytest.raises(Exception, match="5 fields"):
         normalise_cron("daily")
+
+
+@pytest.mark.parametrize("verb", ["submit", "schedule"])
+def test_unreachable_kubeflow_is_one_clear_error(verb):
+    import subprocess
+    import sys
+
+    extra = ["--cron", "0 3 * * *"] if verb == "schedule" else []
+    result = subprocess.run([sys.executable, "-m", "pipeline", verb, "--endpoint", "http://127.0.0.1:9", *extra],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
