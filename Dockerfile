@@ -3,7 +3,8 @@
 #   docker build -t REGISTRY/syncrec:TAG .
 #   python -m pipeline compile --image REGISTRY/syncrec:TAG --output pipeline.yaml
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PYTHONPATH=/app TF_USE_LEGACY_KERAS=1
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PYTHONPATH=/app
+# TF_USE_LEGACY_KERAS is set by model_keras/__init__.py, which every entry point imports first.
 WORKDIR /app
 COPY requirements.txt .
 RUN python -m pip install --disable-pip-version-check -r requirements.txt && python -m pip check

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import math
 
-import model_keras  # noqa: F401
+import model_keras
 import tensorflow as tf
 
 from model_keras import losses
 from model_keras.config import ModelConfig
 from model_keras.layers.embeddings import SharedEmbedding
 from model_keras.layers.experts import AsymmetricMixtureOfExperts, Towers
+
+model_keras.require_tf_keras(tf)
 
 FEATURES = ("item", "target_item", "target_domain", "single_item", "single_target", "single_index")
 

@@ -111,3 +111,13 @@ def test_variants_change_the_total_loss(make_model, batch):
     assert float(no_mim["loss"]) == pytest.approx(0.5 * float(no_mim["single_loss"] + no_mim["cross_loss"]), rel=1e-5)
     sdsr = total(mode="sdsr")
     assert float(sdsr["loss"]) == pytest.approx(float(sdsr["single_loss"]), rel=1e-6)
+
+
+def test_keras_3_is_refused_with_the_fix():
+    import subprocess
+    import sys
+
+    code = "import tensorflow as tf; tf.keras.layers.Dense; import model_keras.model"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"})
+    assert result.returncode != 0 and "Import model_keras first" in result.stderr
