@@ -87,13 +87,19 @@ def sweep(args, examples, base):
     key, _, values = (args.grid or "embed_dim=8,16,32,64,128").partition("=")
     parsed = [json.loads(v) for v in values.split(",")]
     table = {}
+    note = ""
     for value in parsed:
-        variant = Variant(f"{key}={value}", {key: value})
+        settings = {key: value}
+        if key == "num_experts" and "num_cross_experts" not in base:
+            # j must stay <= K: keep the default's share of cross-domain experts (3 of 4).
+            settings["num_cross_experts"] = max(1, round(0.75 * value))
+            note = " (j = round(0.75 K) cross-domain experts)"
+        variant = Variant(f"{key}={value}", settings)
         table.update(aggregate(run_variants(examples, args.out, [variant], args.seeds, base)))
     domains = list(next(iter(table.values())))
     plots.lines(parsed, {d: [table[f"{key}={v}"][d]["NDCG@10"]["mean"] for v in parsed] for d in domains},
                 os.path.join(args.out, "sweep.png"), f"NDCG@10 against {key}", key, "NDCG@10")
-    return table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Sweep over {key}")
+    return table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Sweep over {key}{note}")
 
 
 COMMANDS = {"compare": compare, "negative-transfer": negative_transfer, "ablation": ablation, "sweep": sweep}
