@@ -26,7 +26,7 @@ class SavedModelScorer(Scorer):
 
     def __init__(self, saved_model_dir: str, vocabulary: Vocabulary):
         self.signature = tf.saved_model.load(saved_model_dir).signatures["score_items"]
-        names = [vocabulary.item_name(i) for i in range(vocabulary.num_items)]
+        names = vocabulary.item_names()
         names[0] = names[1] = ""  # PAD and SOS are not history items
         self.item_names = np.array(names, dtype=object)
         self.domain_names = np.array([""] + vocabulary.domain_names, dtype=object)

@@ -65,6 +65,11 @@ def expand_input(pattern: str) -> list[str]:
     return files
 
 
+def is_data_file(path: str) -> bool:
+    """False for files that sit beside data but are not data: docs and ABXI's map_*.txt."""
+    return not path.endswith(".md") and not os.path.basename(path).startswith("map_")
+
+
 def _raw_text(data: bytes | str) -> str:
     text = data.decode("utf-8", "backslashreplace") if isinstance(data, bytes) else data
     return text[:_RAW_TEXT_MAX]

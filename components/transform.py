@@ -63,7 +63,7 @@ def input_files(config: TransformConfig) -> list[str]:
     """Data files of the input; for a directory, skip docs and ABXI's map files."""
     files = readers.expand_input(config.input)
     if os.path.isdir(config.input):
-        files = [f for f in files if not f.endswith(".md") and not os.path.basename(f).startswith("map_")]
+        files = [f for f in files if readers.is_data_file(f)]
     options = config.reader_options()
     for path in files:
         readers.check_readable(path, options)

@@ -98,6 +98,14 @@ class Vocabulary:
                 return f"[OOV:{d.name}]" if item_id == d.start else d.items[item_id - d.start - 1]
         raise KeyError(f"item id {item_id} is outside the vocabulary (0..{self.num_items - 1})")
 
+    def item_names(self) -> list[str]:
+        """Raw name of every id in id order (what item_name gives, built in one pass)."""
+        names = ["[PAD]", "[SOS]"]
+        for d in self.domains:
+            names.append(f"[OOV:{d.name}]")
+            names.extend(d.items)
+        return names
+
     def domain_of_item(self, item_id: int) -> int:
         for d in self.domains:
             if d.start <= item_id < d.end:

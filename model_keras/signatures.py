@@ -47,16 +47,15 @@ class ServingModule(tf.Module):
         super().__init__()
         self.model = model
         self.max_len = max_len
-        keys, values, names = [], [], ["[PAD]", "[SOS]"]
+        keys, values = [], []
         domain_keys, domain_oov = [], []
         for d in vocabulary.domains:
             domain_keys.append(d.name)
             domain_oov.append(d.oov_id)
-            names.append(f"[OOV:{d.name}]")
             for offset, item in enumerate(d.items):
                 keys.append(d.name + KEY_SEPARATOR + item)
                 values.append(d.start + 1 + offset)
-            names.extend(d.items)
+        names = vocabulary.item_names()
         self.item_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(keys or [""], tf.string), tf.constant(values or [0], tf.int32)), default_value=-1)
         self.domain_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(domain_keys), tf.range(1, len(domain_keys) + 1, dtype=tf.int32)), default_value=0)
         self.domain_oov = tf.constant([0] + domain_oov, tf.int32)

@@ -12,7 +12,7 @@ import os
 import shutil
 
 from components import cache
-from components.readers import expand_input
+from components.readers import expand_input, is_data_file
 
 STAGE_FILE = "_stage.json"
 
@@ -37,7 +37,7 @@ def input_files(input_path: str) -> list[str]:
     for pattern in [p.strip() for p in input_path.split(",") if p.strip()]:
         if not os.path.isabs(pattern) and not glob.glob(pattern) and glob.glob(os.path.join(cache.REPO, pattern)):
             pattern = os.path.join(cache.REPO, pattern)
-        files += [f for f in expand_input(pattern) if not f.endswith(".md") and not os.path.basename(f).startswith("map_")]
+        files += [f for f in expand_input(pattern) if is_data_file(f)]
     return files
 
 

@@ -45,3 +45,8 @@ def test_json_round_trip_and_lookups(tmp_path):
         loaded.domain("Cars")
     with pytest.raises(ValueError, match="re-run components.transform"):
         Vocabulary.load(str(tmp_path / "missing.json"))
+
+
+def test_item_names_table_agrees_with_item_name():
+    vocab = Vocabulary.from_counts(COUNTS, min_item_count=2)
+    assert vocab.item_names() == [vocab.item_name(i) for i in range(vocab.num_items)]
