@@ -17,10 +17,9 @@ import time
 
 import numpy as np
 
-import model_keras  # noqa: F401
 import tensorflow as tf
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
 from model_keras.signatures import export_saved_model

@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 
-import model_keras  # noqa: F401
 import tensorflow as tf
 
 from components.sequences import build_example
+from schemas.features import PER_DOMAIN_FEATURES
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
 
@@ -36,7 +36,7 @@ def synthetic_batch(batch_size: int, max_len: int, num_domains: int, items_per_d
         rows.append(build_example("u", "train", events[:-1], events[-1], num_domains, max_len))
     batch = {name: tf.constant([getattr(r, name) for r in rows], tf.int32)
              for name in ("item", "target_item", "target_domain", "single_index")}
-    for name in ("single_item", "single_target"):
+    for name in PER_DOMAIN_FEATURES:
         batch[name] = tf.transpose(tf.constant([getattr(r, name) for r in rows], tf.int32), [0, 2, 1])
     batch["label_domain"] = tf.constant([r.label_domain for r in rows], tf.int32)
     return batch

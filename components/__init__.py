@@ -1,5 +1,7 @@
-"""Pipeline components of syncrec (TFX-style: ExampleGen/Transform, Trainer, Evaluator, Pusher).
+"""The data path of syncrec (TFX ExampleGen/Transform, SchemaGen, ExampleValidator).
 
-Each component is a thin shell around pure functions and Beam PTransforms that live in the
-modules of this package, so the same code runs under a local runner, in tests and on Kubeflow.
+Raw interaction logs -> validated TFRecord SequenceExamples with Apache Beam. Components here are
+thin shells around pure functions and Beam PTransforms, so the same code runs under a local
+runner, in tests and on Kubeflow. They depend on the data contract (`schemas/`) only; training,
+evaluation and pushing live in `model_keras/` and `pipeline/`.
 """

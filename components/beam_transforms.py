@@ -16,8 +16,9 @@ from apache_beam import pvalue
 from components import readers
 from components.example_codec import encode_sequence_example
 from components.raw_log import RowValidator
-from components.sequences import MIN_EVENTS_FOR_SPLIT, SPLITS, leave_one_out
-from components.vocabulary import Vocabulary
+from components.sequences import MIN_EVENTS_FOR_SPLIT, leave_one_out
+from schemas.features import SPLITS
+from schemas.vocabulary import Vocabulary
 
 REJECTED = "rejected"
 STATS = "stats"

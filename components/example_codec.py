@@ -14,6 +14,7 @@ Wire layout used here (field numbers from tensorflow/core/example/{example,featu
 from __future__ import annotations
 
 from components.sequences import SequenceExampleData
+from schemas.features import PER_DOMAIN_FEATURES, STEP_FEATURES
 
 _VARINT_CACHE: dict[int, bytes] = {}
 _STEP_CACHE: dict[int, bytes] = {}
@@ -86,10 +87,10 @@ def encode_sequence_example(example: SequenceExampleData) -> bytes:
         ]
     )
     lists = []
-    for name in ("item", "domain", "target_item", "target_domain", "single_index"):
+    for name in STEP_FEATURES:
         steps = b"".join([_single_int_step(v) for v in getattr(example, name)])
         lists.append(_map_entry(name, steps))
-    for name in ("single_item", "single_target"):
+    for name in PER_DOMAIN_FEATURES:
         steps = b"".join([_multi_int_step(step) for step in getattr(example, name)])
         lists.append(_map_entry(name, steps))
     return _field(b"\x0a", context) + _field(b"\x12", b"".join(lists))

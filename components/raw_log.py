@@ -10,7 +10,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from components.schema_io import FieldRule, raw_log_rules
+from schemas.schema_io import FieldRule, raw_log_rules
 
 RAW_FIELDS = ("user_id", "item_id", "domain", "timestamp")
 

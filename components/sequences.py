@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from components.vocabulary import NO_DOMAIN, PAD_ID, SOS_ID
+from schemas.features import SPLITS
+from schemas.vocabulary import NO_DOMAIN, PAD_ID, SOS_ID
 
-SPLITS = ("train", "valid", "test")
 MIN_EVENTS_FOR_SPLIT = 3
 
 

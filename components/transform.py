@@ -9,17 +9,20 @@ DIR/quarantine/rejected-*.jsonl, then prints the stats. Extra flags are Beam pip
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
 from components import readers
+from schemas.features import COMPLETION_MARKER
 
 DEFAULT_INPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "amazon-sample", "amazon_seq.txt")
-OUTPUT_ENTRIES = ("train", "valid", "test", "quarantine", "vocabulary.json", "stats.json", "_work")
+OUTPUT_ENTRIES = ("train", "valid", "test", "quarantine", "vocabulary.json", COMPLETION_MARKER)  # what the transform writes
 
 
 @dataclass
@@ -80,31 +83,99 @@ def _beam_options(config: TransformConfig, beam_args: list[str]):
     return PipelineOptions([f"--runner={runner}", *args])
 
 
-def _clear_output(output: str) -> None:
-    """Remove what an earlier run wrote here (only our own entries), so no stale shard survives."""
+def input_fingerprint(files: list[str]) -> str:
+    """sha256 over the names and bytes of the input files, in order (what the output depends on)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(os.path.basename(path).encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def output_is_current(config: TransformConfig) -> bool:
+    """True when config.output holds a finished transform of the same inputs and settings."""
+    stats_path = os.path.join(config.output, COMPLETION_MARKER)
+    if not os.path.isfile(stats_path):
+        return False
+    try:
+        with open(stats_path, encoding="utf-8") as handle:
+            stats = json.load(handle)
+        files = input_files(config)
+    except (OSError, ValueError, readers.InputError):
+        return False
+    expected = {**asdict(config), "files": files}
+    return stats.get("config") == expected and stats.get("input_sha256") == input_fingerprint(files)
+
+
+def _check_output_folder(output: str) -> None:
+    """Refuse to replace entries in a folder that holds them but is not a transform output."""
+    if os.path.isfile(os.path.join(output, COMPLETION_MARKER)) or not os.path.isdir(output):
+        return
+    foreign = [name for name in OUTPUT_ENTRIES if os.path.exists(os.path.join(output, name))]
+    if foreign:
+        raise readers.InputError(
+            f"--output {output} already holds {foreign} that no finished transform wrote; "
+            "choose an empty or new folder (the transform never deletes what it did not write)")
+
+
+def _swap_in(staging: str, output: str) -> None:
+    """Replace the transform's own entries in `output` by those in `staging`, marker last.
+
+    The old marker goes first, so a reader never takes a half-replaced folder for a finished one."""
+    os.makedirs(output, exist_ok=True)
+    trash = tempfile.mkdtemp(prefix=".transform-old-", dir=output)
+    marker = os.path.join(output, COMPLETION_MARKER)
+    if os.path.exists(marker):
+        os.replace(marker, os.path.join(trash, COMPLETION_MARKER))
     for name in OUTPUT_ENTRIES:
-        path = os.path.join(output, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+        if name != COMPLETION_MARKER and os.path.exists(os.path.join(output, name)):
+            os.replace(os.path.join(output, name), os.path.join(trash, name))
+    for name in OUTPUT_ENTRIES:
+        if name != COMPLETION_MARKER and os.path.exists(os.path.join(staging, name)):
+            os.replace(os.path.join(staging, name), os.path.join(output, name))
+    os.replace(os.path.join(staging, COMPLETION_MARKER), marker)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -> dict:
-    """Run the Beam pipeline and return the stats document (also written to stats.json)."""
+    """Run the Beam pipeline and return the stats document (also written to stats.json).
+
+    Everything is written into a staging folder beside the output and swapped in only when the
+    run finished and its row accounting balanced; a failed run leaves an earlier output as it was."""
+    config.validate()
+    files = input_files(config)
+    output = os.path.abspath(config.output)
+    _check_output_folder(output)
+    parent = os.path.dirname(output)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.staging-", dir=parent)
+    try:
+        started = time.time()
+        stats = _run_pipeline(config, files, staging, beam_args or [])
+        stats["seconds"] = round(time.time() - started, 3)
+        stats["input_sha256"] = input_fingerprint(files)
+        if not stats["balanced"]:
+            raise RuntimeError(f"row accounting is off: {stats['rows_read']} read != "
+                               f"{stats['rows_accepted']} accepted + {stats['rows_rejected']} rejected")
+        with open(os.path.join(staging, COMPLETION_MARKER), "w", encoding="utf-8") as handle:
+            json.dump(stats, handle, indent=2)
+        _swap_in(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return stats
+
+
+def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_args: list[str]) -> dict:
+    """The Beam pipeline itself, writing into `output`; returns the stats (not yet written)."""
     import apache_beam as beam
     from apache_beam.io.filesystem import CompressionTypes
 
     from components.beam_transforms import TransformLogs, assemble_stats
 
-    config.validate()
-    files = input_files(config)
-    output = os.path.abspath(config.output)
-    os.makedirs(output, exist_ok=True)
-    _clear_output(output)
     work = os.path.join(output, "_work")
-    started = time.time()
-    with beam.Pipeline(options=_beam_options(config, beam_args or [])) as pipeline:
+    with beam.Pipeline(options=_beam_options(config, beam_args)) as pipeline:
         result = pipeline | "TransformLogs" >> TransformLogs(
             files, config.reader_options(), config.domains, config.min_events, config.min_item_count, config.max_len
         )
@@ -135,12 +206,7 @@ def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -
         )
     with open(os.path.join(work, "stats"), encoding="utf-8") as handle:
         stats = json.load(handle)
-    stats["seconds"] = round(time.time() - started, 3)
-    with open(os.path.join(output, "stats.json"), "w", encoding="utf-8") as handle:
-        json.dump(stats, handle, indent=2)
     shutil.rmtree(work, ignore_errors=True)
-    if not stats["balanced"]:
-        raise RuntimeError(f"row accounting is off: {stats['rows_read']} read != {stats['rows_accepted']} accepted + {stats['rows_rejected']} rejected")
     return stats
 
 

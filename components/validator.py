@@ -15,11 +15,10 @@ from collections import defaultdict
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
-from components.sequences import SPLITS
-from components.vocabulary import Vocabulary
+from schemas.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
+from schemas.features import DOMAIN_FEATURES, ITEM_FEATURES, PER_DOMAIN_FEATURES, SPLITS
+from schemas.vocabulary import Vocabulary
 
-PER_DOMAIN = ("single_item", "single_target")
 
 
 class AnomaliesFound(Exception):
@@ -27,7 +26,6 @@ class AnomaliesFound(Exception):
 
 
 def _records(path: str):
-    import model_keras  # noqa: F401  (tf-keras before TensorFlow)
     import tensorflow as tf
 
     for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
@@ -84,13 +82,13 @@ def validate_examples(examples_dir: str, schema_path: str = str(SEQUENCE_EXAMPLE
                 for name in sequence:
                     if name not in lists:
                         continue
-                    width = vocab.num_domains if name in PER_DOMAIN else 1
+                    width = vocab.num_domains if name in PER_DOMAIN_FEATURES else 1
                     values = [v for f in lists[name].feature for v in f.int64_list.value]
                     if any(len(f.int64_list.value) != width for f in lists[name].feature):
                         flag(name, f"each step must hold {width} int64 value(s)", where)
-                    elif name in ("item", "target_item", *PER_DOMAIN) and values and not 0 <= min(values) <= max(values) < vocab.num_items:
+                    elif name in ITEM_FEATURES and values and not 0 <= min(values) <= max(values) < vocab.num_items:
                         flag(name, f"item id outside the vocabulary [0, {vocab.num_items})", where)
-                    elif name in ("domain", "target_domain") and values and not 0 <= min(values) <= max(values) <= vocab.num_domains:
+                    elif name in DOMAIN_FEATURES and values and not 0 <= min(values) <= max(values) <= vocab.num_domains:
                         flag(name, f"domain id outside [0, {vocab.num_domains}]", where)
                     elif name == "single_index" and values and not -1 <= min(values) <= max(values) < length:
                         flag(name, f"alignment index outside [-1, {length})", where)

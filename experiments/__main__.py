@@ -17,7 +17,6 @@ import json
 import os
 import sys
 
-import model_keras  # noqa: F401
 
 from components.readers import InputError
 from components.transform import DEFAULT_INPUT

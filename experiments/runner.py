@@ -1,6 +1,6 @@
 """Train and evaluate model variants over seeds on one transformed dataset; aggregate; report.
 
-Every variant goes through the same transform (pipeline.stages.transform_stage, cached), the same
+Every variant goes through the same transform (components.transform, reused while current), the same
 trainer (model_keras.train.run_fn: epoch chosen on valid) and the same evaluator on the test split
 (99 negatives from the label's domain, identical for every model).
 """
@@ -13,11 +13,11 @@ import platform
 import statistics
 from dataclasses import dataclass, field
 
-from components.vocabulary import Vocabulary
+from components.transform import TransformConfig, output_is_current, run_transform
+from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
 from model_keras.train import run_fn
-from pipeline.stages import transform_stage
 
 
 @dataclass
@@ -40,9 +40,12 @@ VARIANTS = {
 
 
 def prepare_examples(input_path: str, input_format: str, out: str, max_len: int, domain_names: str = "") -> str:
-    examples = os.path.join(out, "examples")
-    transform_stage(input_path, input_format, max_len, 3, 1, "", domain_names, os.path.join(out, "cache"), examples)
-    return examples
+    """OUT/examples from the input (the transform's defaults otherwise); reused when already current."""
+    config = TransformConfig(input=input_path, format=input_format, output=os.path.join(out, "examples"), max_len=max_len,
+                             domain_names=[d for d in domain_names.split(",") if d])
+    if not output_is_current(config):
+        run_transform(config)
+    return config.output
 
 
 def run_variants(examples: str, out: str, variants: list[Variant], seeds: int, base: dict, protocol: EvalProtocol = EvalProtocol()) -> dict:

@@ -9,7 +9,6 @@ negative-transfer reference). MMoE is SyNCRec without stop-gradient, LC-NTG and 
 """
 from __future__ import annotations
 
-import model_keras  # noqa: F401
 import tensorflow as tf
 
 from model_keras import losses

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import model_keras  # noqa: F401
-from components.vocabulary import FIRST_ITEM_ID, Vocabulary
+from schemas.vocabulary import FIRST_ITEM_ID, Vocabulary
 from model_keras.input_fn import make_dataset
 
 METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")

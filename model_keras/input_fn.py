@@ -10,13 +10,12 @@ from __future__ import annotations
 import glob
 import os
 
-import model_keras  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 
-from components.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
+from schemas.features import PER_DOMAIN_FEATURES
+from schemas.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-PER_DOMAIN_FEATURES = ("single_item", "single_target")
 
 
 def feature_spec(num_domains: int, schema_path=SEQUENCE_EXAMPLE_SCHEMA) -> tuple[dict, dict]:

@@ -6,7 +6,6 @@ log-likelihood log sigma(.), we minimise its negative). Per-domain terms are mea
 domain's positions in the batch; sums over domains in Eq. 18 are means over the domains present,
 so the three terms of Eq. 18 share one scale (the official code does the same for L_single).
 """
-import model_keras  # noqa: F401
 import tensorflow as tf
 
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 import os
 
-import model_keras  # noqa: F401
 import tensorflow as tf
 
-from components.vocabulary import SOS_ID
+from schemas.vocabulary import SOS_ID
 
 
 def left_pad_history(history: tf.Tensor, max_len: int) -> tf.Tensor:

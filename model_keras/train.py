@@ -15,10 +15,9 @@ import os
 import sys
 import time
 
-import model_keras  # noqa: F401  (selects tf-keras before TensorFlow loads)
 import tensorflow as tf
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset

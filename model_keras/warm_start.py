@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 
-import model_keras  # noqa: F401
 import tensorflow as tf
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
 

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import warnings
 
-import model_keras  # noqa: F401  (tf-keras before TensorFlow, for every stage)
 
 from pipeline.config import REPO, PipelineConfig, load_config
 

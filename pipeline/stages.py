@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 
-from components import cache
+from pipeline import cache
 from components.readers import expand_input, is_data_file
 
 STAGE_FILE = "_stage.json"
@@ -92,7 +92,7 @@ def validate_stage(examples_dir: str, schema_dir: str, max_rejected_fraction: fl
 
 
 def resolve_warm_start(warm_start: str, serving_root: str, model_name: str) -> str | None:
-    from components.evaluator import latest_version
+    from pipeline.blessing import latest_version
 
     if not warm_start or warm_start == "none":
         return None
@@ -123,7 +123,7 @@ def train_stage(examples_dir: str, model_settings: str, warm_start: str, serving
 
 def evaluate_stage(examples_dir: str, model_dir: str, serving_root: str, model_name: str, blessing_tolerance: float,
                    num_negatives: int, negative_pool: str, evaluation_dir: str) -> dict:
-    from components.evaluator import run_evaluator
+    from pipeline.blessing import run_evaluator
     from model_keras.evaluation import EvalProtocol
 
     protocol = EvalProtocol(num_negatives=num_negatives, pool=negative_pool)
@@ -133,7 +133,7 @@ def evaluate_stage(examples_dir: str, model_dir: str, serving_root: str, model_n
 
 
 def push_stage(model_dir: str, evaluation_dir: str, examples_dir: str, serving_root: str, model_name: str, report_dir: str) -> str:
-    from components.pusher import push
+    from pipeline.pusher import push
 
     evaluation = _read_json(os.path.join(evaluation_dir, "evaluation.json"))
     pushed_to = push(os.path.join(model_dir, "saved_model"), serving_root, model_name) if evaluation["blessed"] else None

@@ -18,7 +18,6 @@ import sys
 import threading
 from concurrent import futures
 
-import model_keras  # noqa: F401
 import grpc
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2, prediction_service_pb2_grpc

@@ -2,7 +2,6 @@
 import os
 from pathlib import Path
 
-import model_keras  # noqa: F401
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,5 +1,4 @@
 """Shared embedding layer (§4.1)."""
-import model_keras  # noqa: F401
 import tensorflow as tf
 
 

@@ -1,5 +1,4 @@
 """ACMoE: gates (Eq. 3), the asymmetric cooperative mixture (Eq. 2, 4) and towers h^d, h^cross."""
-import model_keras  # noqa: F401
 import tensorflow as tf
 
 from model_keras.layers.transformer import TransformerExpert, causal_padding_mask

@@ -1,5 +1,4 @@
 """Transformer sequential expert f^k_TRM (§4.2.2, Eq. 5-7)."""
-import model_keras  # noqa: F401
 import tensorflow as tf
 
 

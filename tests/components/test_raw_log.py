@@ -2,7 +2,7 @@
 import pytest
 
 from components.raw_log import REJECT_REASONS, Event, RowValidator, parse_timestamp
-from components.schema_io import raw_log_rules
+from schemas.schema_io import raw_log_rules
 
 GOOD = {"user_id": "u1", "item_id": "i1", "domain": "Books", "timestamp": "1357430400"}
 

@@ -4,8 +4,8 @@ import random
 import pytest
 
 from components.sequences import build_example, leave_one_out
-from components.vocabulary import PAD_ID as P
-from components.vocabulary import SOS_ID as S
+from schemas.vocabulary import PAD_ID as P
+from schemas.vocabulary import SOS_ID as S
 
 A, B, C = 1, 2, 3
 # Fig. 2: X = [SOS, x1^A, x2^B, x3^A, x4^B, x5^A, x6^C, x7^C]; items x_t have id 10 + t.

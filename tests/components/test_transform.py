@@ -11,7 +11,7 @@ import tensorflow as tf
 from tensorflow.core.example import example_pb2
 
 from components.transform import TransformConfig, run_transform
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.input_fn import make_dataset
 
 HEADER = "timestamp,domain,user_id,item_id"  # any column order is accepted

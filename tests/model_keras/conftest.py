@@ -1,7 +1,7 @@
 """A tiny model over the embedded sample's examples, shared by the model tests."""
 import pytest
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.input_fn import make_dataset
 from model_keras.model import SyNCRec

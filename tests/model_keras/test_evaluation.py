@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.evaluation import EvalProtocol, NegativeSampler, PopularityScorer, evaluate, label_ranks, rank_metrics
 
 

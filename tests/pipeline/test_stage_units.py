@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from components import cache
-from components.evaluator import bless, latest_version
-from components.pusher import push
+from pipeline import cache
+from pipeline.blessing import bless, latest_version
+from pipeline.pusher import push
 from components.validator import format_report, validate_examples
 
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from serving.client import RecommendClient, build_request, parse_history
 from serving.prediction_server import start_server
 

@@ -12,10 +12,9 @@ import os
 
 import numpy as np
 
-import model_keras  # noqa: F401
 import tensorflow as tf
 
-from components.vocabulary import Vocabulary
+from schemas.vocabulary import Vocabulary
 from model_keras.evaluation import EvalProtocol, Scorer, evaluate
 
 BLESSING_METRIC = "NDCG@10"

@@ -13,7 +13,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent
 RAW_LOG_SCHEMA = SCHEMA_DIR / "raw_log.pbtxt"
 SEQUENCE_EXAMPLE_SCHEMA = SCHEMA_DIR / "sequence_example.pbtxt"
 SEQUENCE_STRUCT = "##SEQUENCE##"
