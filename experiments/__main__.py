@@ -1,32 +1,41 @@
-"""Reports of the paper's tables on any dataset the transform reads.
+"""Reports of the paper's tables on any dataset the transform reads, at convergence.
 
     python -m experiments {compare,negative-transfer,ablation,sweep} [--input PATH --format FMT]
-        [--models syncrec,sasrec,...] [--seeds N] [--set key=value ...] [--grid key=v1,v2,...] --out DIR
+        [--models syncrec,sasrec,...] [--seeds N] [--set key=value ...] [--grid key=v1,v2,...]
+        [--negatives 99] [--negatives-from {domain,all}] [--full-ranking] [--report-also 999:domain ...] --out DIR
 
 compare            Table 2: per-domain HR@5/10, NDCG@5/10, MRR of SyNCRec and baselines (+ lambda/phi plot)
 negative-transfer  Table 4: per-domain improvement (%) of each CDSR model over the SDSR model (SASRec on X^d)
-ablation           Table 5: full SyNCRec, w/o LC-NTG, w/o SC-MIM, w/o ACMoE (MRR per domain)
+ablation           Table 5: full SyNCRec, w/o LC-NTG, w/o SC-MIM, w/o ACMoE, causal gates (MRR per domain)
 sweep              Fig. 3: one setting over values (default embed_dim 8..128), NDCG@10 per domain
-Each writes DIR/<name>.md, DIR/<name>.json (model -> domain -> metric -> {mean, std}), DIR/<name>.png
-and DIR/<name>.run.json (arguments, seeds, versions).
+Every model trains until valid NDCG@10 stalls for `patience` epochs (at most `epochs`) and is selected
+on valid under the protocol flags; test is reported under that protocol and each --report-also one.
+Each writes DIR/<name>.md, DIR/<name>.json (model -> domain -> metric -> {mean, std}), one
+DIR/<name>.<protocol>.json per --report-also, DIR/<name>.png and DIR/<name>.run.json (arguments,
+seeds, versions, each model's best and last epoch per seed).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
-
 
 from components.readers import InputError
 from components.transform import DEFAULT_INPUT
 from experiments import plots
-from experiments.runner import VARIANTS, Variant, aggregate, markdown_table, prepare_examples, run_info, run_variants, write_outputs
-from model_keras.train import parse_settings
+from experiments.runner import (VARIANTS, Variant, aggregate, epochs_line, markdown_table, prepare_examples, run_info,
+                                run_variants, write_outputs)
+from model_keras.config import ModelConfig, parse_settings
+from model_keras.evaluation import EvalProtocol
+from model_keras.train import add_protocol_flags, protocol_from_args
 
-DEFAULT_MODELS = {"compare": "syncrec,sasrec,gru4rec,bprmf,mmoe", "negative-transfer": "syncrec,sasrec,mmoe",
-                  "ablation": "syncrec,w/o LC-NTG,w/o SC-MIM,w/o ACMoE", "sweep": "syncrec"}
-BASE = {"epochs": 10, "embed_dim": 32, "num_blocks": 1, "batch_size": 128}
+DEFAULT_MODELS = {"compare": "syncrec,sasrec,sdsr,mmoe,gru4rec,bprmf", "negative-transfer": "syncrec,sasrec,mmoe",
+                  "ablation": "syncrec,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates", "sweep": "syncrec"}
+# Converged runs at the paper's architecture (two attention blocks) with the embedding size 2 cores allow.
+BASE = {"epochs": 200, "patience": 10, "embed_dim": 64, "num_blocks": 2, "batch_size": 128}
+IMPROVEMENT_METRICS = ("HR@5", "NDCG@5", "MRR")
 
 
 def _variants(names: str) -> list[Variant]:
@@ -36,10 +45,36 @@ def _variants(names: str) -> list[Variant]:
     return [VARIANTS[n] for n in names.split(",")]
 
 
+def parse_protocol(text: str) -> EvalProtocol:
+    """'999:domain', '100:all' or 'full' -> EvalProtocol (--report-also)."""
+    if text == "full":
+        return EvalProtocol(full_ranking=True)
+    match = re.fullmatch(r"(\d+):(domain|all)", text)
+    if not match:
+        raise ValueError(f"--report-also {text!r} must be NEGATIVES:domain, NEGATIVES:all or full (e.g. 999:domain)")
+    return EvalProtocol(num_negatives=int(match.group(1)), pool=match.group(2))
+
+
+def slug(protocol: EvalProtocol) -> str:
+    return "full" if protocol.full_ranking else f"{protocol.num_negatives}-{protocol.pool}"
+
+
+def _tables(results: dict, args) -> list[tuple[str, EvalProtocol, dict]]:
+    """(file suffix, protocol, table) for the selection protocol and each --report-also protocol."""
+    tables = [("", args.protocol, aggregate(results))]
+    tables += [(f".{slug(p)}", p, aggregate(results, p.describe())) for p in args.report]
+    return tables
+
+
+def _run(args, examples, base, names: str) -> dict:
+    return run_variants(examples, args.out, _variants(names), args.seeds, base, args.protocol, tuple(args.report))
+
+
 def compare(args, examples, base):
-    table = aggregate(results := run_variants(examples, args.out, _variants(args.models), args.seeds, base))
-    markdown = markdown_table(table, title="Overall comparison (test, mean ± std over seeds)")
-    plots.grouped_bars(table, "NDCG@10", os.path.join(args.out, "compare.png"), "NDCG@10 per domain")
+    results = _run(args, examples, base, args.models)
+    outputs = [(suffix, table, markdown_table(table, title=f"Overall comparison (test, {p.describe()}, mean ± std over seeds)"))
+               for suffix, p, table in _tables(results, args)]
+    plots.grouped_bars(outputs[0][1], "NDCG@10", os.path.join(args.out, "compare.png"), "NDCG@10 per domain")
     if "syncrec" in results and results["syncrec"]["histories"][0]:
         history = results["syncrec"]["histories"][0]
         epochs = list(range(1, len(next(iter(history.values()))) + 1))
@@ -47,64 +82,79 @@ def compare(args, examples, base):
                     "relative NTG lambda per domain (epoch means)", "epoch", "lambda")
         plots.lines(epochs, {k: v for k, v in history.items() if k.startswith("phi/")}, os.path.join(args.out, "phi.png"),
                     "negative transfer gap phi per domain (epoch means)", "epoch", "phi")
-    return table, markdown
+    return results, outputs
 
 
-def negative_transfer(args, examples, base):
-    variants = _variants(args.models)
-    table = aggregate(run_variants(examples, args.out, variants + [VARIANTS["sdsr"]], args.seeds, base))
-    reference = table.pop("sdsr")
+def _improvement(table: dict, reference: dict) -> dict:
+    """model -> domain -> metric -> {mean: % over the SDSR model, std: 0}."""
     improvement = {}
     for model, by_domain in table.items():
         improvement[model] = {}
         for domain, metrics in by_domain.items():
-            improvement[model][domain] = {}
-            for metric in ("HR@5", "NDCG@5", "MRR"):
+            improvement[model][domain] = {"users": metrics["users"]}
+            for metric in IMPROVEMENT_METRICS:
                 ref = reference[domain][metric]["mean"]
                 value = 100.0 * (metrics[metric]["mean"] - ref) / ref if ref else 0.0
                 improvement[model][domain][metric] = {"mean": value, "std": 0.0}
-            improvement[model][domain]["users"] = metrics["users"]
-    lines = ["### Improvement (%) of each CDSR model over the SDSR model (SASRec trained on X^d)", ""]
-    domains = list(reference)
+    return improvement
+
+
+def _improvement_markdown(improvement: dict, domains: list[str], protocol: EvalProtocol) -> str:
+    lines = [f"### Improvement (%) of each CDSR model over the SDSR model (SASRec trained on X^d); test, {protocol.describe()}", ""]
     lines += ["| model | metric | " + " | ".join(domains) + " |", "|---|---|" + "---:|" * len(domains)]
     for model, by_domain in improvement.items():
-        for metric in ("HR@5", "NDCG@5", "MRR"):
+        for metric in IMPROVEMENT_METRICS:
             lines.append(f"| {model} | {metric} | " + " | ".join(f"{by_domain[d][metric]['mean']:+.1f}" for d in domains) + " |")
     negatives = {m: [d for d in domains if d != "all" and by[d]["MRR"]["mean"] < 0] for m, by in improvement.items()}
     lines += ["", "domains with negative transfer (MRR below SDSR): " + "; ".join(f"{m}: {v or 'none'}" for m, v in negatives.items())]
-    plots.grouped_bars(improvement, "MRR", os.path.join(args.out, "negative-transfer.png"), "MRR improvement over SDSR (%)")
-    return {"improvement": improvement, "sdsr": reference, "cdsr": table}, "\n".join(lines)
+    return "\n".join(lines)
+
+
+def negative_transfer(args, examples, base):
+    results = _run(args, examples, base, args.models + ",sdsr")
+    outputs = []
+    for suffix, protocol, table in _tables(results, args):
+        reference = table.pop("sdsr")
+        improvement = _improvement(table, reference)
+        outputs.append((suffix, {"improvement": improvement, "sdsr": reference, "cdsr": table},
+                        _improvement_markdown(improvement, list(reference), protocol)))
+    plots.grouped_bars(outputs[0][1]["improvement"], "MRR", os.path.join(args.out, "negative-transfer.png"), "MRR improvement over SDSR (%)")
+    return results, outputs
 
 
 def ablation(args, examples, base):
-    table = aggregate(run_variants(examples, args.out, _variants(args.models), args.seeds, base))
-    plots.grouped_bars(table, "MRR", os.path.join(args.out, "ablation.png"), "MRR per domain: SyNCRec and its variants")
-    return table, markdown_table(table, metrics=("MRR",), title="Ablation (test MRR, mean ± std over seeds)")
+    results = _run(args, examples, base, args.models)
+    outputs = [(suffix, table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Ablation (test, {p.describe()}, mean ± std over seeds)"))
+               for suffix, p, table in _tables(results, args)]
+    plots.grouped_bars(outputs[0][1], "MRR", os.path.join(args.out, "ablation.png"), "MRR per domain: SyNCRec and its variants")
+    return results, outputs
 
 
 def sweep(args, examples, base):
     key, _, values = (args.grid or "embed_dim=8,16,32,64,128").partition("=")
     parsed = [json.loads(v) for v in values.split(",")]
-    table = {}
-    note = ""
+    variants, note = [], ""
     for value in parsed:
         settings = {key: value}
         if key == "num_experts" and "num_cross_experts" not in base:
-            # j must stay <= K: keep the default's share of cross-domain experts (3 of 4).
-            settings["num_cross_experts"] = max(1, round(0.75 * value))
-            note = " (j = round(0.75 K) cross-domain experts)"
-        variant = Variant(f"{key}={value}", settings)
-        table.update(aggregate(run_variants(examples, args.out, [variant], args.seeds, base)))
+            # ACMoE needs 1 <= j <= K-1: keep the default's share of cross-domain experts (3 of 4).
+            settings["num_cross_experts"] = min(max(1, round(0.75 * value)), max(1, value - 1))
+            note = " (j = round(0.75 K), within [1, K-1])"
+        variants.append(Variant(f"{key}={value}", settings))
+    results = run_variants(examples, args.out, variants, args.seeds, base, args.protocol, tuple(args.report))
+    outputs = [(suffix, table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Sweep over {key}{note} (test, {p.describe()})"))
+               for suffix, p, table in _tables(results, args)]
+    table = outputs[0][1]
     domains = list(next(iter(table.values())))
     plots.lines(parsed, {d: [table[f"{key}={v}"][d]["NDCG@10"]["mean"] for v in parsed] for d in domains},
                 os.path.join(args.out, "sweep.png"), f"NDCG@10 against {key}", key, "NDCG@10")
-    return table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Sweep over {key}{note}")
+    return results, outputs
 
 
 COMMANDS = {"compare": compare, "negative-transfer": negative_transfer, "ablation": ablation, "sweep": sweep}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--input", default=DEFAULT_INPUT)
@@ -113,24 +163,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model setting for every variant")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"model setting for every variant (defaults {BASE})")
     parser.add_argument("--grid", default=None, help="sweep: key=v1,v2,... (default embed_dim=8,16,32,64,128)")
+    add_protocol_flags(parser)
+    parser.add_argument("--report-also", action="append", default=[], metavar="N:POOL",
+                        help="also report test under this protocol: 999:domain (ABXI), 100:all (official SyNCRec code) or full")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     args.models = args.models or DEFAULT_MODELS[args.command]
     fmt = args.format or ("syncrec" if args.input == DEFAULT_INPUT else "raw")
     try:
-        base = {**BASE, **parse_settings(args.set)}
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1 (got {args.seeds})")
+        args.protocol = protocol_from_args(args)
+        args.report = [parse_protocol(p) for p in args.report_also]
+        base = {**BASE, **{k.removeprefix("model."): v for k, v in parse_settings(args.set).items()}}
+        for variant in _variants(args.models):  # every setting checked before any work
+            ModelConfig.from_dict({**base, **variant.settings}).validate_settings()
         os.makedirs(args.out, exist_ok=True)
         examples = prepare_examples(args.input, fmt, args.out, args.max_len, args.domain_names)
-        table, markdown = COMMANDS[args.command](args, examples, base)
+        results, outputs = COMMANDS[args.command](args, examples, base)
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    name = args.command
-    write_outputs(args.out, name, table, markdown, run_info({**vars(args), "format": fmt, "base_settings": base}))
-    print(markdown)
-    print(f"\nwrote {os.path.join(args.out, name)}.md/.json/.png")
+    info = run_info({**{k: v for k, v in vars(args).items() if k not in ("protocol", "report")}, "format": fmt, "base_settings": base})
+    info["selection_protocol"] = args.protocol.describe()
+    info["epochs"] = {model: [{"best": b, "last": last} for b, last in entry["epochs"]] for model, entry in results.items()}
+    epochs = epochs_line(results)
+    for suffix, table, markdown in outputs:
+        write_outputs(args.out, args.command + suffix, table, f"{markdown}\n\n{epochs}", info)
+        print(f"{markdown}\n")
+    print(epochs)
+    print(f"\nwrote {os.path.join(args.out, args.command)}.md/.json/.png")
     return 0
 
 

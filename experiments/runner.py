@@ -1,8 +1,9 @@
 """Train and evaluate model variants over seeds on one transformed dataset; aggregate; report.
 
 Every variant goes through the same transform (components.transform, reused while current), the same
-trainer (model_keras.train.run_fn: epoch chosen on valid) and the same evaluator on the test split
-(99 negatives from the label's domain, identical for every model).
+trainer (model_keras.train.run_fn: early stopping and selection on valid NDCG@10 under one protocol)
+and the same evaluator on the test split, for every protocol reported. Runs live under
+OUT/runs/<variant>/<settings digest>/seed<k> and are reused by any command with the same settings.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import statistics
 from dataclasses import dataclass, field
 
 from components.transform import TransformConfig, output_is_current, run_transform
-from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
 from model_keras.train import run_fn
+from schemas.vocabulary import Vocabulary
 
 
 @dataclass
@@ -36,6 +37,9 @@ VARIANTS = {
     "w/o LC-NTG": Variant("w/o LC-NTG", {"use_lc_ntg": False}),
     "w/o SC-MIM": Variant("w/o SC-MIM", {"use_sc_mim": False}),
     "w/o ACMoE": Variant("w/o ACMoE", {"use_acmoe": False}),
+    "causal gates": Variant("causal gates", {"causal_gates": True}),
+    "Eq. 3 gates": Variant("Eq. 3 gates", {"causal_gates": False}),
+    "paper losses": Variant("paper losses", {"preset": "paper"}),
 }
 
 
@@ -48,37 +52,60 @@ def prepare_examples(input_path: str, input_format: str, out: str, max_len: int,
     return config.output
 
 
-def run_variants(examples: str, out: str, variants: list[Variant], seeds: int, base: dict, protocol: EvalProtocol = EvalProtocol()) -> dict:
-    """{variant: {"seeds": [test results], "histories": [...]}}; each run under out/runs/<variant>/seed<k>."""
+def run_folder(out: str, variant: Variant, config: ModelConfig, protocol: EvalProtocol) -> str:
+    """OUT/runs/<variant>/<digest of every setting and the selection protocol>/seed<k>."""
+    key = json.dumps({**config.to_dict(), "selection": protocol.describe()}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), digest, f"seed{config.seed}")
+
+
+def run_variants(examples: str, out: str, variants: list[Variant], seeds: int, base: dict, protocol: EvalProtocol = EvalProtocol(),
+                 report: tuple[EvalProtocol, ...] = ()) -> dict:
+    """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)], "histories": [...]}}.
+
+    Seeds are the outer loop, so every variant has a first seed before any has a second. Each model
+    is selected on valid under `protocol` and evaluated on test under `protocol` and each of `report`.
+    """
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
-    results = {}
-    for variant in variants:
-        runs, histories = [], []
-        for seed in range(seeds):
+    results = {v.name: {"seeds": [], "also": {p.describe(): [] for p in report}, "epochs": [], "histories": []} for v in variants}
+    for seed in range(seeds):
+        for variant in variants:
             config = ModelConfig.from_dict({**base, **variant.settings, "seed": seed})
-            # Keyed on the full settings: another command with the same settings reuses the run.
-            digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-            folder = os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), digest, f"seed{seed}")
-            summary = run_fn(examples, folder, config, protocol=protocol, verbose=0, export=False)
-            view = "single" if config.mode == "sdsr" else "cross"
-            runs.append(evaluate(ModelScorer(summary["model"], view), examples, "test", vocabulary, protocol))
-            histories.append({k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))})
-            print(f"  {variant.name} seed {seed}: test NDCG@10 {runs[-1]['all']['NDCG@10']:.4f} (best epoch {summary['best_epoch']})", flush=True)
-        results[variant.name] = {"seeds": runs, "histories": histories}
+            summary = run_fn(examples, run_folder(out, variant, config, protocol), config, protocol=protocol, verbose=0, export=False)
+            scorer = ModelScorer(summary["model"], "single" if config.mode == "sdsr" else "cross")
+            entry = results[variant.name]
+            entry["seeds"].append(evaluate(scorer, examples, "test", vocabulary, protocol))
+            for extra in report:
+                entry["also"][extra.describe()].append(evaluate(scorer, examples, "test", vocabulary, extra))
+            entry["epochs"].append((summary["best_epoch"], summary["last_epoch"]))
+            entry["histories"].append({k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))})
+            print(f"  {variant.name} seed {seed}: test NDCG@10 {entry['seeds'][-1]['all']['NDCG@10']:.4f} "
+                  f"(best epoch {summary['best_epoch']} of {summary['last_epoch']})", flush=True)
     return results
 
 
-def aggregate(results: dict) -> dict:
-    """model -> domain -> metric -> {mean, std} (std over seeds; 0 for one seed)."""
+def aggregate(results: dict, key: str | None = None) -> dict:
+    """model -> domain -> metric -> {mean, std} (std over seeds; 0 for one seed); `key`: an extra protocol."""
     table = {}
     for model, entry in results.items():
-        domains = list(entry["seeds"][0]["domains"]) + ["all"]
+        runs = entry["seeds"] if key is None else entry["also"][key]
+        domains = list(runs[0]["domains"]) + ["all"]
         table[model] = {}
         for domain in domains:
-            rows = [run["domains"][domain] if domain != "all" else run["all"] for run in entry["seeds"]]
-            table[model][domain] = {m: {"mean": statistics.fmean(r[m] for r in rows), "std": statistics.pstdev([r[m] for r in rows])} for m in METRICS}
+            rows = [run["domains"][domain] if domain != "all" else run["all"] for run in runs]
+            table[model][domain] = {m: {"mean": statistics.fmean(r[m] for r in rows), "std": statistics.pstdev([r[m] for r in rows])}
+                                    for m in METRICS}
             table[model][domain]["users"] = rows[0]["users"]
     return table
+
+
+def epochs_line(results: dict) -> str:
+    """'best/last epoch per seed' for each model: where best = last, the run had not converged."""
+    parts = []
+    for model, entry in results.items():
+        pairs = ", ".join(f"{best}/{last}" for best, last in entry["epochs"])
+        parts.append(f"{model} {pairs}")
+    return "best/last epoch per seed: " + "; ".join(parts)
 
 
 def markdown_table(table: dict, metrics=METRICS, title: str = "") -> str:

@@ -1,78 +1,176 @@
-"""One typed config for the SyNCRec model and its training (pipeline/CLI -> here -> layers).
+"""One typed config for every model and its training (pipeline/CLI -> here -> layers).
 
-Paper defaults (§5.2.3): r = 128, T = 128, batch 128, K = 4 experts on Amazon, Adam. The paper
-gives j = 0.2K in §4.2.1 but reports j = 3 of 5 as best in §5.6 ("more experts for the harder
-CDSR task"), and the official code uses j = 0.8K; so j is explicit, default 3 of 4.
+Each setting is defined once, here, with its default and its check. Paper defaults (§5.2.3) are
+r = 128, T = 128, batch 128, K = 4 experts on Amazon, two attention blocks, Adam; `PRESETS["paper"]`
+holds them. Where the paper is silent or loose, the choice is a named setting (see DEVIATIONS).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 LOSSES = ("bce", "bpr", "eq8")
+REDUCTIONS = ("sum", "mean", "domain_mean")
+LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
 ARCHITECTURES = ("syncrec", "sasrec", "gru4rec", "bprmf")
+
+# Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
+DEVIATIONS = {
+    "loss": "bce (what the official code trains with) instead of Eq. 8's log-sigmoid of probability differences",
+    "lambda_scale": "LC-NTG weights |D|*lambda_d (mean one), so uniform lambda leaves the cross loss as it is",
+    "num_cross_experts": "j = 3 of K = 4 (best in §5.6, near the official 0.8K) instead of §4.2.1's j = 0.2K",
+}
 
 
 @dataclass
 class ModelConfig:
-    """Hyper-parameters of SyNCRec; `num_items`/`num_domains`/`max_len` come from the data."""
+    """Hyper-parameters of SyNCRec and the baselines; `num_items`/`num_domains`/`max_len` come from the data."""
 
     num_items: int = 0
     num_domains: int = 0
-    max_len: int = 50
+    max_len: int = 50  # T
     embed_dim: int = 64  # r
     num_experts: int = 4  # K
-    num_cross_experts: int = 3  # j: experts 1..j learn only from the cross-domain task
-    num_blocks: int = 2  # transformer blocks per expert
+    num_cross_experts: int = 3  # j: experts 1..j learn only from the cross-domain task (1 <= j <= K-1)
+    num_blocks: int = 2  # transformer blocks per expert (the paper: two)
     num_heads: int = 1
     dropout: float = 0.2
-    loss: str = "bce"  # "eq8": Eq. 8 literally; "bpr": log-sigmoid of logit gap; "bce": official code
+    loss: str = "bce"  # "eq8": Eq. 8 literally; "bpr": log-sigmoid of the logit gap; "bce": official code
+    # How per-position losses become one number, for every model and every term alike:
+    # "sum": Eq. 8/9/12 (sum over a sequence's positions, mean over the batch's sequences);
+    # "mean": mean over all positions of the batch; "domain_mean": mean per domain, then over domains.
+    loss_reduction: str = "sum"
+    lambda_scale: str = "domains"  # "one": Eq. 12's lambda_d as is (they sum to 1)
     eta: float = 0.9  # harmonic factor of Eq. 18
-    temperature: float = 1.0  # initial delta of Eq. 11
+    temperature: float = 1.0  # delta of Eq. 11 (fixed, as in the paper, unless learn_temperature)
+    learn_temperature: bool = False
+    learn_ntg_coefficients: bool = True  # alpha and beta of Eq. 11 (learnable in the paper)
     mim_temperature: float = 1.0  # divides rho (Eq. 17) inside InfoNCE; 1.0 is the paper
-    use_lc_ntg: bool = True
+    causal_gates: bool = False  # True: the gate at position t reads positions <= t only (Eq. 3 reads all T)
+    use_lc_ntg: bool = True  # False: uniform lambda, everything else identical ("w/o LC-NTG")
     use_sc_mim: bool = True
     use_acmoe: bool = True  # False: vanilla MMoE, no stop-gradient
     mode: str = "syncrec"  # "sdsr": single-domain tasks only (negative-transfer reference)
     architecture: str = "syncrec"  # or a baseline: "sasrec", "gru4rec", "bprmf" (model_keras/baselines.py)
     learning_rate: float = 1e-3
     batch_size: int = 128
-    epochs: int = 10
+    epochs: int = 200  # the most epochs; training stops earlier when valid NDCG@10 stalls for `patience`
+    patience: int = 10  # epochs without a better valid NDCG@10 before stopping (0: never stop early)
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
-    def validate(self) -> "ModelConfig":
+    def setting_problems(self) -> list[str]:
+        """Every problem with the user-set values (types and ranges), all at once."""
         problems = []
-        if self.num_items < 3 or self.num_domains < 1:
-            problems.append("num_items and num_domains must come from the vocabulary")
-        if not 0 <= self.num_cross_experts <= self.num_experts or self.num_experts < 1:
-            problems.append(f"need 0 <= num_cross_experts (j={self.num_cross_experts}) <= num_experts (K={self.num_experts}), K >= 1")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                problems.append(f"{f.name} must be a whole number (got {value!r})")
+            elif f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                problems.append(f"{f.name} must be a finite number (got {value!r})")
+            elif f.type == "bool" and not isinstance(value, bool):
+                problems.append(f"{f.name} must be true or false (got {value!r})")
+            elif f.type == "str" and not isinstance(value, str):
+                problems.append(f"{f.name} must be a string (got {value!r})")
+        if problems:  # ranges only make sense on values of the right type
+            return problems
+        ranges = {"max_len": (1, 4096), "embed_dim": (1, 4096), "num_experts": (1, 64), "num_blocks": (1, 64),
+                  "num_heads": (1, 64), "batch_size": (1, 65536), "epochs": (1, 100_000), "patience": (0, 100_000),
+                  "seed": (0, 2**31 - 1)}
+        for name, (low, high) in ranges.items():
+            if not low <= getattr(self, name) <= high:
+                problems.append(f"{name} must be in [{low}, {high}] (got {getattr(self, name)})")
+        for name, choices in (("loss", LOSSES), ("loss_reduction", REDUCTIONS), ("lambda_scale", LAMBDA_SCALES),
+                              ("mode", MODES), ("architecture", ARCHITECTURES)):
+            if getattr(self, name) not in choices:
+                problems.append(f"{name} must be one of {list(choices)} (got {getattr(self, name)!r})")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        if not 0.0 <= self.eta <= 1.0:
+            problems.append(f"eta must be in [0, 1] (got {self.eta})")
+        if not 0.0 < self.learning_rate <= 10.0:
+            problems.append(f"learning_rate must be in (0, 10] (got {self.learning_rate})")
+        for name in ("temperature", "mim_temperature"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
-        if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {LOSSES}")
-        if self.architecture not in ARCHITECTURES:
-            problems.append(f"architecture must be one of {ARCHITECTURES}")
-        if self.mode not in MODES:
-            problems.append(f"mode must be one of {MODES}")
-        if not 0.0 <= self.eta <= 1.0:
-            problems.append("eta must be in [0, 1]")
-        if self.temperature <= 0 or self.mim_temperature <= 0:
-            problems.append("temperatures must be > 0")
+        if self.uses_stop_gradient and not 1 <= self.num_cross_experts <= self.num_experts - 1:
+            problems.append(f"num_cross_experts j={self.num_cross_experts} must be in [1, K-1] = [1, {self.num_experts - 1}] "
+                            f"(K = num_experts = {self.num_experts}): ACMoE needs experts on both sides of the stop-gradient")
+        elif not 0 <= self.num_cross_experts <= self.num_experts:
+            problems.append(f"num_cross_experts must be in [0, num_experts={self.num_experts}] (got {self.num_cross_experts})")
+        return problems
+
+    @property
+    def uses_stop_gradient(self) -> bool:
+        """ACMoE's split of the experts applies (SyNCRec trained on both tasks)."""
+        return self.architecture == "syncrec" and self.mode == "syncrec" and self.use_acmoe
+
+    def validate_settings(self) -> "ModelConfig":
+        """Check what a user sets (before any data is read); ValueError listing every problem."""
+        problems = self.setting_problems()
+        if problems:
+            raise ValueError("invalid model settings: " + "; ".join(problems))
+        return self
+
+    def validate(self) -> "ModelConfig":
+        """validate_settings, plus the sizes that come from the data."""
+        problems = self.setting_problems()
+        if not problems and (self.num_items < 3 or self.num_domains < 1):
+            problems.append("num_items and num_domains must come from the vocabulary")
         if problems:
             raise ValueError("invalid model config: " + "; ".join(problems))
         return self
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
-        """Build from a dict (YAML, --set flags); unknown keys are an error naming them."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(names))
+        """Build from a dict (YAML, --set flags, a preset); unknown keys are an error naming them."""
+        values = expand_preset(values)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(names)}")
         return cls(**dict(values))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # §5.2.3 and §4: r = T = batch = 128, K = 4 (Amazon), two single-head blocks, j = 0.2K (at least 1),
+    # Eq. 8/9/12 as written (per-position sums, lambda summing to one), delta fixed at 1.
+    "paper": {"embed_dim": 128, "max_len": 128, "batch_size": 128, "num_experts": 4, "num_cross_experts": 1,
+              "num_blocks": 2, "num_heads": 1, "loss": "eq8", "loss_reduction": "sum", "lambda_scale": "one",
+              "temperature": 1.0, "learn_temperature": False, "learn_ntg_coefficients": True, "causal_gates": False},
+}
+
+
+def expand_preset(values: Mapping[str, Any]) -> dict:
+    """{"preset": name, **rest} -> the preset's settings overridden by the rest."""
+    values = dict(values)
+    name = values.pop("preset", None)
+    if name is None:
+        return values
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
+    return {**PRESETS[name], **values}
+
+
+def parse_settings(pairs: list[str] | None) -> dict:
+    """`key=value` strings (--set flags) -> dict; values parsed as JSON when they are (ints, floats,
+    true/false), else kept as strings. `model.KEY` is the same as `KEY`. The one --set parser."""
+    settings = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set {pair!r} is not key=value (e.g. --set epochs=5)")
+        key, value = pair.split("=", 1)
+        try:
+            settings[key.strip()] = json.loads(value)
+        except ValueError:
+            settings[key.strip()] = value
+    return settings

@@ -23,6 +23,9 @@ METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 @dataclass(frozen=True)
 class EvalProtocol:
+    """How the label is ranked: among `num_negatives` sampled items (from its domain or from all items)
+    that the user has not interacted with, or among all items of its domain (`full_ranking`)."""
+
     num_negatives: int = 99
     pool: str = "domain"  # "domain" or "all"
     full_ranking: bool = False
@@ -31,9 +34,15 @@ class EvalProtocol:
 
     def __post_init__(self):
         if self.pool not in ("domain", "all"):
-            raise ValueError(f"pool must be 'domain' or 'all', got {self.pool!r}")
-        if self.num_negatives < 1:
-            raise ValueError("num_negatives must be >= 1")
+            raise ValueError(f"negatives must come from 'domain' or 'all' (got {self.pool!r})")
+        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or not 1 <= self.num_negatives <= 100_000:
+            raise ValueError(f"the number of negatives must be a whole number in [1, 100000] (got {self.num_negatives!r})")
+
+    def describe(self) -> str:
+        """One line for reports, e.g. '99 negatives from the label's domain'."""
+        if self.full_ranking:
+            return "full ranking over the label's domain"
+        return f"{self.num_negatives} negatives from " + ("the label's domain" if self.pool == "domain" else "all items")
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
@@ -55,14 +64,26 @@ def label_ranks(scores: np.ndarray, label_scores: np.ndarray | None = None, rng:
     """0-based rank of the label: #candidates scoring higher + a uniform share of those tied.
 
     Without `label_scores`, column 0 of `scores` is the label. Without `rng`, ties rank first.
+    A broken model never wins: a non-finite label score ranks last (behind every candidate), and a
+    non-finite candidate score counts as -inf, never above the label.
     """
     if label_scores is None:
         label_scores, scores = scores[:, 0], scores[:, 1:]
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    broken = ~np.isfinite(label_scores)
+    label_scores = np.where(broken, 0.0, label_scores)
     higher = np.sum(scores > label_scores[:, None], axis=1)
     tied = np.sum(scores == label_scores[:, None], axis=1)
-    if rng is None:
-        return higher
-    return higher + np.floor(rng.random(len(higher)) * (tied + 1)).astype(np.int64)
+    ranks = higher if rng is None else higher + np.floor(rng.random(len(higher)) * (tied + 1)).astype(np.int64)
+    return np.where(broken, scores.shape[1], ranks)
+
+
+def score_health(scores: np.ndarray) -> dict[str, int]:
+    """What a healthy model never produces: non-finite scores, and users whose candidates all score the same."""
+    finite = np.isfinite(scores)
+    rows = np.where(finite, scores, 0.0)
+    constant = (scores.shape[1] > 1) & np.all(rows == rows[:, :1], axis=1) & np.all(finite, axis=1)
+    return {"non_finite_scores": int(np.sum(~finite)), "constant_score_users": int(np.sum(constant))}
 
 
 class NegativeSampler:
@@ -153,33 +174,53 @@ class PopularityScorer(Scorer):
         return np.where(self.item_domain[None, :] == domain, self.counts[None, :], -np.inf)
 
 
+def _full_ranking(scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, tie_rng) -> tuple[np.ndarray, dict]:
+    """Ranks of the labels among all items of their domain the user has not interacted with."""
+    scores = scorer.score_domain(batch)
+    label_scores = scores[np.arange(len(labels)), labels].copy()
+    in_domain = scores != -np.inf  # -inf marks items outside the label's domain, by design
+    finite = np.isfinite(scores)
+    first = np.take_along_axis(scores, np.argmax(in_domain, axis=1)[:, None], axis=1)
+    constant = np.all((scores == first) | ~in_domain, axis=1) & np.all(finite | ~in_domain, axis=1)
+    health = {"non_finite_scores": int(np.sum(in_domain & ~finite)), "constant_score_users": int(np.sum(constant))}
+    for row, window in enumerate(windows):
+        scores[row, window[window >= FIRST_ITEM_ID]] = -np.inf  # history and the label itself
+    return label_ranks(scores, label_scores, tie_rng), health
+
+
+def _sampled(scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, sampler: NegativeSampler,
+             tie_rng) -> tuple[np.ndarray, dict]:
+    """Ranks of the labels among `num_negatives` sampled items each (the same for every model)."""
+    users = [u.decode("utf-8") for u in batch["user_id"].numpy()]
+    domains = batch["label_domain"].numpy()
+    negatives = np.stack([sampler.sample(u, int(d), set(w.tolist())) for u, d, w in zip(users, domains, windows)])
+    candidates = np.concatenate([labels[:, None], negatives], axis=1).astype(np.int32)
+    scores = np.asarray(scorer.score_candidates(batch, candidates), dtype=np.float64)
+    return label_ranks(scores, rng=tie_rng), score_health(scores)
+
+
 def evaluate(scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()) -> dict:
-    """{"domains": {name: {metric: value, "users": n}}, "all": {...}} for one split."""
+    """{"domains": {name: {metric: value, "users": n}}, "all": {...}, "health": {...}} for one split.
+
+    `health` counts non-finite scores and users whose candidates all scored the same: a model with
+    either is broken whatever its metrics say (blessing refuses it)."""
     sampler = NegativeSampler(vocabulary, protocol)
     tie_rng = np.random.default_rng([protocol.seed, 1])
-    ranks: list[np.ndarray] = []
-    domains: list[np.ndarray] = []
+    ranks, domains = [], []
+    health = {"non_finite_scores": 0, "constant_score_users": 0}
     for batch in make_dataset(examples_dir, split, vocabulary.num_domains, batch_size=protocol.batch_size):
         labels = batch["label_item"].numpy()
-        label_domains = batch["label_domain"].numpy()
         windows = np.concatenate([batch["item"].numpy(), batch["target_item"].numpy()], axis=1)
         if protocol.full_ranking:
-            scores = scorer.score_domain(batch)
-            label_scores = scores[np.arange(len(labels)), labels].copy()
-            for row, window in enumerate(windows):
-                seen = window[window >= FIRST_ITEM_ID]  # history and the label itself
-                scores[row, seen] = -np.inf
-            batch_ranks = label_ranks(scores, label_scores, tie_rng)
+            batch_ranks, batch_health = _full_ranking(scorer, batch, labels, windows, tie_rng)
         else:
-            users = [u.decode("utf-8") for u in batch["user_id"].numpy()]
-            negatives = np.stack([sampler.sample(u, int(d), set(w.tolist())) for u, d, w in zip(users, label_domains, windows)])
-            candidates = np.concatenate([labels[:, None], negatives], axis=1).astype(np.int32)
-            batch_ranks = label_ranks(scorer.score_candidates(batch, candidates), rng=tie_rng)
+            batch_ranks, batch_health = _sampled(scorer, batch, labels, windows, sampler, tie_rng)
         ranks.append(batch_ranks)
-        domains.append(label_domains)
+        domains.append(batch["label_domain"].numpy())
+        health = {k: health[k] + batch_health[k] for k in health}
     all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
     all_domains = np.concatenate(domains) if domains else np.zeros(0)
-    result = {"domains": {}, "all": {**rank_metrics(all_ranks), "users": int(all_ranks.size)}}
+    result = {"domains": {}, "all": {**rank_metrics(all_ranks), "users": int(all_ranks.size)}, "health": health}
     for d in vocabulary.domains:
         selected = all_ranks[all_domains == d.domain_id]
         result["domains"][d.name] = {**rank_metrics(selected), "users": int(selected.size)}

@@ -1,12 +1,19 @@
-"""Losses of SyNCRec (§4.3-4.5): pairwise ranking, NTG, relative NTG, LC-NTG, SC-MIM.
+"""Losses of SyNCRec (§4.3-4.5): pairwise ranking, one reduction for every term, NTG, relative NTG, SC-MIM.
 
 All functions are pure TensorFlow on explicit masks so each is testable on hand-made tensors.
 Conventions: per-position losses are positive numbers to minimise (the paper writes the
-log-likelihood log sigma(.), we minimise its negative). Per-domain terms are means over that
-domain's positions in the batch; sums over domains in Eq. 18 are means over the domains present,
-so the three terms of Eq. 18 share one scale (the official code does the same for L_single).
+log-likelihood log sigma(.), we minimise its negative). `reduce` turns per-position (or per-user)
+losses into one number the same way for every model and every term (`loss_reduction`):
+  sum          Eq. 8/9/12 as written: sum over each sequence's positions, mean over the batch's sequences
+  mean         mean over every position of the batch
+  domain_mean  mean over each domain's positions, then mean over the domains present
+Optional per-domain weights (LC-NTG's lambda) multiply each position's loss by its domain's weight.
+Sums and counts go through `global_sum`, so under tf.distribute every replica normalises by the
+global batch and the summed gradients equal one worker's on the whole batch.
 """
 import tensorflow as tf
+
+REDUCTIONS = ("sum", "mean", "domain_mean")
 
 
 def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce") -> tf.Tensor:
@@ -36,8 +43,16 @@ def sample_negatives(target_domain: tf.Tensor, domain_start: tf.Tensor, domain_c
     return start + tf.cast(tf.floor(u * tf.cast(count, tf.float32)), target_domain.dtype) * tf.cast(count > 0, target_domain.dtype)
 
 
-def domain_means(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """(mean of `values` per domain 1..D over unmasked positions [D], position counts [D]).
+def global_sum(value: tf.Tensor) -> tf.Tensor:
+    """Sum over the replicas of a tf.distribute strategy (the value itself without one)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def domain_sums(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(sum of `values` per domain 1..D over unmasked positions [D], position counts [D]), over all replicas.
 
     Masked positions contribute nothing, whatever their value (NaN and inf included).
     """
@@ -46,41 +61,74 @@ def domain_means(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_dom
     flat_domains = tf.boolean_mask(tf.reshape(domains, [-1]), flat_mask) - 1
     sums = tf.math.unsorted_segment_sum(flat_values, flat_domains, num_domains)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(flat_values), flat_domains, num_domains)
+    return global_sum(sums), global_sum(counts)
+
+
+def domain_means(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(mean of `values` per domain 1..D over unmasked positions [D], position counts [D])."""
+    sums, counts = domain_sums(values, domains, mask, num_domains)
     return tf.math.divide_no_nan(sums, counts), counts
 
 
-def negative_transfer_gap(single_loss: tf.Tensor, cross_loss: tf.Tensor, target_domain: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tf.Tensor:
-    """phi(d) = mean over domain-d positions t of (l_t^d - l_t) (Eq. 10, as a mean).
+def reduce(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int, reduction: str,
+           num_sequences: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+    """One loss from per-position losses (see the module docstring).
+
+    values, domains (1..D), mask: the same shape; num_sequences: this replica's batch size (the sum
+    reduction divides by the global one); weights [D] or None (= 1 for every domain).
+    """
+    sums, counts = domain_sums(values, domains, mask, num_domains)
+    if weights is not None:
+        sums = sums * weights
+    if reduction == "sum":
+        return tf.reduce_sum(sums) / tf.maximum(global_sum(tf.cast(num_sequences, tf.float32)), 1.0)
+    if reduction == "mean":
+        return tf.math.divide_no_nan(tf.reduce_sum(sums), tf.reduce_sum(counts))
+    if reduction == "domain_mean":
+        present = tf.cast(counts > 0, tf.float32)
+        return tf.math.divide_no_nan(tf.reduce_sum(tf.math.divide_no_nan(sums, counts)), tf.reduce_sum(present))
+    raise ValueError(f"unknown loss_reduction {reduction!r}; choose one of {REDUCTIONS}")
+
+
+def negative_transfer_gap(single_loss: tf.Tensor, cross_loss: tf.Tensor, target_domain: tf.Tensor, mask: tf.Tensor,
+                          num_domains: int, reduction: str = "mean", num_sequences: tf.Tensor | int = 1) -> tf.Tensor:
+    """phi(d) = sum over domain-d positions t of (l_t^d - l_t) (Eq. 10) [D].
 
     `single_loss` holds, at each position of X, the single-domain loss of the same target (already
-    aligned through single_index). Negative phi(d) = the cross-domain view hurts domain d.
+    aligned through single_index). With the "sum" reduction phi is Eq. 10's sum per sequence, averaged
+    over the batch's sequences; otherwise the mean over the domain's positions. Negative phi(d) = the
+    cross-domain view hurts domain d.
     """
-    phi, _ = domain_means(single_loss - cross_loss, target_domain, mask, num_domains)
-    return phi
+    sums, counts = domain_sums(single_loss - cross_loss, target_domain, mask, num_domains)
+    if reduction == "sum":
+        return sums / tf.maximum(global_sum(tf.cast(num_sequences, tf.float32)), 1.0)
+    return tf.math.divide_no_nan(sums, counts)
 
 
 def relative_ntg(previous_lambda: tf.Tensor, phi: tf.Tensor, alpha: tf.Tensor, beta: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
     """lambda_d <- softmax(alpha * lambda_d + beta * phi(d); delta) over domains (Eq. 11).
 
     The previous lambda and phi are measurements, not paths for gradients: both are stopped, so
-    alpha, beta and delta learn only through how lambda weights the cross-domain loss (Eq. 12).
+    alpha, beta (and delta, when learned) learn only through how lambda weights the cross loss (Eq. 12).
     """
     logits = alpha * tf.stop_gradient(previous_lambda) + beta * tf.stop_gradient(phi)
     return tf.nn.softmax(logits / temperature)
 
 
-def lc_ntg_cross_loss(cross_domain_means: tf.Tensor, lam: tf.Tensor, present: tf.Tensor) -> tf.Tensor:
-    """L_cross^lc = sum_d lambda_d L_cross^d over the domains present in the batch (Eq. 12)."""
-    weights = lam * tf.cast(present, lam.dtype)
-    return tf.math.divide_no_nan(tf.reduce_sum(weights * cross_domain_means), tf.reduce_sum(weights))
+def lc_ntg_weights(lam: tf.Tensor, scale: str) -> tf.Tensor:
+    """Per-domain weights of the cross loss (Eq. 12): lambda ("one") or |D| * lambda ("domains", mean one)."""
+    if scale == "one":
+        return lam
+    return lam * tf.cast(tf.shape(lam)[0], lam.dtype)
 
 
-def sc_mim_loss(single_repr: tf.Tensor, cross_repr: tf.Tensor, present: tf.Tensor, bilinear: tf.Tensor, temperature: float = 1.0) -> tf.Tensor:
-    """SC-MIM InfoNCE per domain (Eq. 14-17): -[rho(s_u, c_u) - log sum_{u'} exp rho(s_u', c_u)].
+def sc_mim_loss(single_repr: tf.Tensor, cross_repr: tf.Tensor, present: tf.Tensor, bilinear: tf.Tensor,
+                temperature: float = 1.0) -> tf.Tensor:
+    """SC-MIM InfoNCE per (domain, user) (Eq. 14-17): -[rho(s_u, c_u) - log sum_{u'} exp rho(s_u', c_u)].
 
     single_repr/cross_repr: [B, D, r] pooled (Y^d)^single and (Y^d)^cross of each user;
     present: [B, D] bool, the user has domain-d positions; rho(U, V) = sigma(U^T W^H V) / temperature.
-    Other users of the batch with domain d are the negatives. Returns the mean loss per domain [D].
+    Other users of the batch with domain d are the negatives. Returns [D, B] (meaningful where present).
     """
     projected = tf.einsum("bdr,rs->bds", single_repr, bilinear)  # s_u'^T W^H
     rho = tf.sigmoid(tf.einsum("vds,uds->duv", projected, cross_repr)) / temperature  # [D, u, u']
@@ -88,6 +136,4 @@ def sc_mim_loss(single_repr: tf.Tensor, cross_repr: tf.Tensor, present: tf.Tenso
     valid_pair = tf.logical_and(present_t[:, :, tf.newaxis], present_t[:, tf.newaxis, :])
     masked = tf.where(valid_pair, rho, tf.fill(tf.shape(rho), tf.constant(-1e9, rho.dtype)))
     positive = tf.linalg.diag_part(rho)  # [D, B]
-    per_user = tf.reduce_logsumexp(masked, axis=-1) - positive
-    weights = tf.cast(present_t, rho.dtype)
-    return tf.math.divide_no_nan(tf.reduce_sum(per_user * weights, axis=-1), tf.reduce_sum(weights, axis=-1))
+    return tf.reduce_logsumexp(masked, axis=-1) - positive

@@ -1,81 +1,155 @@
-"""Trainer entry point (TFX `run_fn` style): examples + config -> trained, exported SyNCRec.
+"""Trainer entry point (TFX `run_fn` style): examples + config -> trained, selected, exported model.
 
-    python -m model_keras.train --examples DIR --output DIR [--set epochs=10 --set embed_dim=64 ...]
+    python -m model_keras.train --examples DIR --output DIR [--set epochs=200 --set patience=10 ...]
+        [--negatives 99] [--negatives-from {domain,all}] [--full-ranking]
 
-Each epoch is followed by a validation pass (99 sampled negatives, the same candidates every
-epoch); the weights of the epoch with the best overall valid NDCG@10 are kept (the test split is
-never looked at). Writes OUTPUT/checkpoints (resumable), OUTPUT/logs (TensorBoard),
-OUTPUT/saved_model (serving signature), OUTPUT/model_config.json and OUTPUT/training.json.
+Each epoch is followed by a validation pass (the protocol above; the same candidates every epoch);
+the weights of the epoch with the best overall valid NDCG@10 are kept (the test split is never looked
+at), and training stops when `patience` epochs in a row bring no better one, or after `epochs`.
+A loss that turns NaN or infinite stops the run with an error (nothing is exported). Writes
+OUTPUT/checkpoints (resumable), OUTPUT/best (the selected weights and the selection state),
+OUTPUT/logs (TensorBoard), OUTPUT/saved_model, OUTPUT/model_config.json and OUTPUT/training.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 
-from schemas.vocabulary import Vocabulary
-from model_keras.config import ModelConfig
-from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
+from model_keras.config import ModelConfig, parse_settings
+from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics
 from model_keras.input_fn import make_dataset
-from model_keras.model import SyNCRec
 from model_keras.signatures import export_saved_model
 from model_keras.warm_start import warm_start as warm_start_from
+from schemas.features import require_complete_examples
+from schemas.vocabulary import Vocabulary
 
 SELECTION_METRIC = "NDCG@10"
+NON_FINITE_LOSS = "training loss is not finite"
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """`key=value` strings -> dict, values parsed as JSON when possible (ints, floats, bools)."""
-    settings = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ValueError(f"--set {pair!r} is not key=value (e.g. --set epochs=5)")
-        key, value = pair.split("=", 1)
-        key = key.strip().removeprefix("model.")
-        try:
-            settings[key] = json.loads(value)
-        except ValueError:
-            settings[key] = value
-    return settings
+class TrainingDiverged(ValueError):
+    """The loss or the weights became NaN or infinite; str() says when and what to change."""
 
 
-def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch) -> SyNCRec:
+def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
+    """The model named by `config.architecture`, with every weight created and an optimizer."""
     from model_keras.baselines import ARCHITECTURES
 
-    model = ARCHITECTURES[config.architecture](config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names, name=config.architecture)
+    model = ARCHITECTURES[config.architecture](config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names,
+                                               name=config.architecture)
     model.build_for(sample_batch)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     return model
 
 
 class ValidationCallback(tf.keras.callbacks.Callback):
-    """Evaluate on the valid split after each epoch; keep the best weights (by NDCG@10)."""
+    """After each epoch: refuse a non-finite loss, evaluate on valid, keep the best weights (NDCG@10),
+    stop after `patience` epochs without a better one. The selection state lives in BEST_DIR, so a
+    resumed run continues it."""
 
-    def __init__(self, examples_dir, vocabulary, protocol, view):
+    def __init__(self, examples_dir, vocabulary, protocol, view, best_dir, patience):
         super().__init__()
         self.examples_dir, self.vocabulary, self.protocol, self.view = examples_dir, vocabulary, protocol, view
-        self.best_score, self.best_epoch, self.best_weights, self.best_result, self.history = -1.0, -1, None, None, []
+        self.best_dir, self.patience = best_dir, patience
+        self.state = {"best_epoch": 0, "best_score": -1.0, "best_result": None, "history": [], "stopped_early": False}
+        if os.path.isfile(self._state_path):
+            with open(self._state_path, encoding="utf-8") as handle:
+                self.state.update(json.load(handle))
+
+    @property
+    def _state_path(self):
+        return os.path.join(self.best_dir, "state.json")
 
     def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        loss = float(logs.get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: the epoch's loss is {loss}; "
+                                   f"lower learning_rate (now {self.model.config.learning_rate}) or check the data")
         result = evaluate(ModelScorer(self.model, self.view), self.examples_dir, "valid", self.vocabulary, self.protocol)
         score = result["all"][SELECTION_METRIC]
-        self.history.append({"epoch": epoch + 1, **{k: v for k, v in result["all"].items()}})
-        if logs is not None:
-            for metric in ("HR@10", "NDCG@10", "MRR"):
-                logs[f"val_{metric}"] = result["all"][metric]
-        if score > self.best_score:
-            self.best_score, self.best_epoch, self.best_result = score, epoch + 1, result
-            self.best_weights = self.model.get_weights()
+        self.state["history"].append({"epoch": epoch + 1, "loss": loss, **result["all"]})
+        for metric in ("HR@10", "NDCG@10", "MRR"):
+            logs[f"val_{metric}"] = result["all"][metric]
+        if score > self.state["best_score"] and result["health"]["non_finite_scores"] == 0:
+            self.state.update(best_epoch=epoch + 1, best_score=score, best_result=result)
+            self.model.save_weights(os.path.join(self.best_dir, "weights"))
+        elif self.patience and epoch + 1 - self.state["best_epoch"] >= self.patience:
+            self.state["stopped_early"] = True
+            self.model.stop_training = True
+        self._save_state()
+
+    def _save_state(self):
+        os.makedirs(self.best_dir, exist_ok=True)
+        with open(self._state_path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(self.state, handle)
+        os.replace(self._state_path + ".tmp", self._state_path)
+
+
+def _restore_or_warm_start(model, vocabulary, output_dir, warm_start):
+    """Resume from OUTPUT/checkpoints when there are some, else copy weights from `warm_start`."""
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=tf.Variable(0, dtype=tf.int64))
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    elif warm_start:
+        print(f"warm start from {warm_start}: {warm_start_from(model, vocabulary, warm_start)}")
+    return checkpoint, manager
+
+
+def _fit(model, train, config, initial_epoch, callbacks, verbose) -> tuple[int, dict]:
+    """model.fit from `initial_epoch`; (epochs run now, per-epoch loss history). A NaN loss is TrainingDiverged."""
+    try:
+        history = model.fit(train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks)
+    except tf.errors.InvalidArgumentError as err:
+        if NON_FINITE_LOSS in str(err):
+            raise TrainingDiverged(f"training diverged: a batch's loss became NaN or infinite; lower learning_rate "
+                                   f"(now {config.learning_rate}) or check the data") from None
+        raise
+    return len(history.epoch), {k: [float(x) for x in v] for k, v in history.history.items()}
+
+
+def _check_finite_weights(model) -> None:
+    bad = [w.name for w in model.weights if not np.all(np.isfinite(w.numpy()))]
+    if bad:
+        raise TrainingDiverged(f"the selected weights hold NaN or infinite values ({bad[:3]}); nothing is exported")
+
+
+def _loss_history(output_dir: str, fresh: dict) -> dict:
+    """This run's per-epoch losses appended to those of the runs it resumed."""
+    previous = {}
+    path = os.path.join(output_dir, "training.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            previous = json.load(handle).get("loss_history", {})
+    return {k: previous.get(k, []) + fresh.get(k, []) for k in set(previous) | set(fresh)}
 
 
 def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: str | None = None,
            protocol: EvalProtocol = EvalProtocol(), verbose: int = 1, export: bool = True) -> dict:
-    """Train, select on valid, export (SyNCRec and sequence baselines). Returns a summary (also
-    written to training.json); `summary["model"]` is the trained model with the best weights."""
+    """Train, select on valid (early stopping), export. Works for SyNCRec and every baseline.
+
+    Args:
+        examples_dir: a finished transform output (components.transform).
+        output_dir: where checkpoints, the selected weights, logs and the SavedModel go; a run found
+            there is resumed (or, when finished, reused without training).
+        config: the model settings; sizes from the data are filled in here.
+        warm_start: an exported SavedModel to copy weights from (when not resuming).
+        protocol: the validation protocol used for selection.
+    Returns:
+        The summary written to training.json (best and last epoch, valid metrics, histories), plus
+        "model": the model holding the selected weights.
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (nothing is exported).
+    """
+    require_complete_examples(examples_dir)
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
     tf.keras.utils.set_random_seed(config.seed)
     train = make_dataset(examples_dir, "train", vocabulary.num_domains, config.batch_size, shuffle=True, seed=config.seed)
@@ -84,62 +158,56 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     config.validate()
     model = build_model(config, vocabulary, sample)
     os.makedirs(output_dir, exist_ok=True)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=tf.Variable(0, dtype=tf.int64))
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-    elif warm_start:
-        warm_info = warm_start_from(model, vocabulary, warm_start)
-        print(f"warm start from {warm_start}: {warm_info}")
-    initial_epoch = int(checkpoint.epoch.numpy())
+    checkpoint, manager = _restore_or_warm_start(model, vocabulary, output_dir, warm_start)
     view = "single" if config.mode == "sdsr" else "cross"
-    validation = ValidationCallback(examples_dir, vocabulary, protocol, view)
+    validation = ValidationCallback(examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience)
     save_epoch = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (checkpoint.epoch.assign(epoch + 1), manager.save()))
-    started = time.time()
     callbacks = [validation, save_epoch, tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch")]
-    if config.epochs > initial_epoch:
-        history = model.fit(train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks)
-        epochs_run, loss_history = len(history.epoch), history.history
-    else:  # epochs=0 (or already done): export the model as it is, e.g. a warm start unchanged
-        epochs_run, loss_history = 0, {}
+    initial_epoch, started = int(checkpoint.epoch.numpy()), time.time()
+    epochs_run, fresh_history = 0, {}
+    if config.epochs > initial_epoch and not validation.state["stopped_early"]:
+        epochs_run, fresh_history = _fit(model, train, config, initial_epoch, callbacks, verbose)
     seconds = time.time() - started
-    best_weights = os.path.join(output_dir, "best", "weights")
-    if validation.best_weights is not None:
-        model.set_weights(validation.best_weights)
-        valid_result = validation.best_result
-    elif epochs_run == 0 and initial_epoch > 0 and os.path.exists(best_weights + ".index"):
-        # a finished run found again (resume with nothing left): its selected weights, not the last epoch's
-        model.load_weights(best_weights).expect_partial()
+    if validation.state["best_epoch"]:
+        model.load_weights(os.path.join(output_dir, "best", "weights")).expect_partial()
+        valid_result = validation.state["best_result"]
+    else:  # no epoch trained (a warm start exported as it is)
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
-        with open(os.path.join(output_dir, "training.json"), encoding="utf-8") as handle:
-            previous = json.load(handle)
-        validation.best_epoch, validation.history = previous["best_epoch"], previous["valid_history"]
-        loss_history = previous["loss_history"]
-    else:  # nothing trained (epochs=0): evaluate what we have
-        valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
-    model.save_weights(best_weights)
-    saved_model = None if not export else export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
-                                     {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()})
-    if saved_model:  # the checkpoint travels with the export so a pushed model can warm-start the next training
-        model.save_weights(os.path.join(saved_model, "assets.extra", "checkpoint", "weights"))
+    _check_finite_weights(model)
     summary = {
         "config": config.to_dict(),
-        "best_epoch": validation.best_epoch,
+        "protocol": protocol.describe(),
+        "best_epoch": validation.state["best_epoch"],
+        "last_epoch": initial_epoch + epochs_run,
+        "stopped_early": validation.state["stopped_early"],
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 2),
         "valid": valid_result,
-        "valid_history": validation.history,
-        "loss_history": {k: [float(x) for x in v] for k, v in loss_history.items()},
+        "valid_history": validation.state["history"],
+        "loss_history": _loss_history(output_dir, fresh_history),
     }
-    with open(os.path.join(output_dir, "model_config.json"), "w", encoding="utf-8") as handle:
-        json.dump(config.to_dict(), handle, indent=1)
-    with open(os.path.join(output_dir, "training.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=1)
+    if export:
+        _export(model, config, vocabulary, output_dir)
+    _write_json(os.path.join(output_dir, "model_config.json"), config.to_dict())
+    _write_json(os.path.join(output_dir, "training.json"), summary)
     return {**summary, "model": model}
 
 
-def load_trained(output_dir: str, examples_dir: str) -> SyNCRec:
-    """Rebuild a trained model from code + model_config.json + the best weights (for evaluation)."""
+def _export(model, config: ModelConfig, vocabulary: Vocabulary, output_dir: str) -> str:
+    """The serving SavedModel, with the config, vocabulary and weights a warm start needs in assets.extra."""
+    path = export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
+                              {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()})
+    model.save_weights(os.path.join(path, "assets.extra", "checkpoint", "weights"))
+    return path
+
+
+def _write_json(path: str, payload: dict) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1)
+
+
+def load_trained(output_dir: str, examples_dir: str):
+    """Rebuild a trained model from code + model_config.json + the selected weights (for evaluation)."""
     with open(os.path.join(output_dir, "model_config.json"), encoding="utf-8") as handle:
         config = ModelConfig.from_dict(json.load(handle))
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
@@ -149,25 +217,37 @@ def load_trained(output_dir: str, examples_dir: str) -> SyNCRec:
     return model
 
 
-def main(argv: list[str] | None = None) -> int:
-    from model_keras.evaluation import format_metrics
+def add_protocol_flags(parser: argparse.ArgumentParser) -> None:
+    """--negatives, --negatives-from, --full-ranking: the evaluation protocol (shared by the CLIs)."""
+    parser.add_argument("--negatives", type=int, default=99, help="sampled negatives per user (ABXI: 999)")
+    parser.add_argument("--negatives-from", choices=("domain", "all"), default="domain",
+                        help="draw negatives from the label's domain (default) or from all items (the official SyNCRec code)")
+    parser.add_argument("--full-ranking", action="store_true", help="rank the label among all items of its domain instead")
 
+
+def protocol_from_args(args: argparse.Namespace) -> EvalProtocol:
+    return EvalProtocol(num_negatives=args.negatives, pool=args.negatives_from, full_ranking=args.full_ranking)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_keras.train", description=__doc__.splitlines()[0])
     parser.add_argument("--examples", required=True, help="output directory of components.transform")
     parser.add_argument("--output", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model setting, e.g. --set epochs=5")
     parser.add_argument("--warm-start", default=None, help="an exported SavedModel (OUTPUT/saved_model or a pushed version) to start from")
+    add_protocol_flags(parser)
     args = parser.parse_args(argv)
     try:
-        config = ModelConfig.from_dict(parse_settings(args.set))
-        if not os.path.exists(os.path.join(args.examples, "vocabulary.json")):
-            raise ValueError(f"{args.examples} has no vocabulary.json: run `python -m components.transform --output {args.examples}` first")
-        summary = run_fn(args.examples, args.output, config, args.warm_start)
+        settings = {k.removeprefix("model."): v for k, v in parse_settings(args.set).items()}
+        config = ModelConfig.from_dict(settings).validate_settings()
+        protocol = protocol_from_args(args)
+        require_complete_examples(args.examples)
+        summary = run_fn(args.examples, args.output, config, args.warm_start, protocol)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_metrics(summary["valid"], f"valid split, best epoch {summary['best_epoch']}"))
-    print(f"wrote {args.output} (saved_model/, checkpoints/, logs/, training.json)")
+    print(format_metrics(summary["valid"], f"valid split, best epoch {summary['best_epoch']} of {summary['last_epoch']}"))
+    print(f"wrote {args.output} (saved_model/, checkpoints/, best/, logs/, training.json)")
     return 0
 
 

@@ -14,29 +14,33 @@ import tensorflow as tf
 
 from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
-from model_keras.model import SyNCRec
+from model_keras.base import SequentialRecommender
+from schemas.features import MODEL_FEATURES, PER_DOMAIN_FEATURES
 
 
 def dummy_batch(config: ModelConfig) -> dict:
-    """All-PAD features with the right shapes: enough to create every weight."""
+    """All-PAD features of one example with the right shapes: enough to create every weight."""
     t, d = config.max_len, config.num_domains
-    zeros = lambda *shape: tf.zeros(shape, tf.int32)  # noqa: E731
-    return {"item": zeros(1, t), "target_item": zeros(1, t), "target_domain": zeros(1, t), "single_item": zeros(1, d, t),
-            "single_target": zeros(1, d, t), "single_index": -tf.ones([1, t], tf.int32)}
+    batch = {name: tf.zeros([1, d, t] if name in PER_DOMAIN_FEATURES else [1, t], tf.int32) for name in MODEL_FEATURES}
+    batch["single_index"] = -tf.ones([1, t], tf.int32)
+    batch["user_id"] = tf.constant([""])
+    return batch
 
 
-def load_exported(saved_model_dir: str) -> tuple[SyNCRec, Vocabulary]:
+def load_exported(saved_model_dir: str) -> tuple[SequentialRecommender, Vocabulary]:
     extra = os.path.join(saved_model_dir, "assets.extra")
     with open(os.path.join(extra, "model_config.json"), encoding="utf-8") as handle:
         config = ModelConfig.from_dict(json.load(handle))
     vocabulary = Vocabulary.load(os.path.join(extra, "vocabulary.json"))
-    model = SyNCRec(config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names)
+    from model_keras.baselines import ARCHITECTURES
+
+    model = ARCHITECTURES[config.architecture](config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names)
     model.build_for(dummy_batch(config))
     model.load_weights(os.path.join(extra, "checkpoint", "weights")).expect_partial()
     return model, vocabulary
 
 
-def warm_start(model: SyNCRec, vocabulary: Vocabulary, saved_model_dir: str) -> dict:
+def warm_start(model: SequentialRecommender, vocabulary: Vocabulary, saved_model_dir: str) -> dict:
     """Copy weights from the exported model into `model`; returns counts of what was copied."""
     old, old_vocab = load_exported(saved_model_dir)
     copied, skipped, rows = 0, 0, 0

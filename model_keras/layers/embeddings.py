@@ -1,6 +1,8 @@
 """Shared embedding layer (§4.1)."""
 import tensorflow as tf
 
+from model_keras.layers.fast import FastDropout, LayerNorm
+
 
 @tf.keras.utils.register_keras_serializable("syncrec")
 class SharedEmbedding(tf.keras.layers.Layer):
@@ -16,8 +18,8 @@ class SharedEmbedding(tf.keras.layers.Layer):
         self.num_items, self.max_len, self.embed_dim, self.dropout_rate = num_items, max_len, embed_dim, dropout
         self.items = tf.keras.layers.Embedding(num_items, embed_dim, embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="item_table")
         self.positions = tf.keras.layers.Embedding(max_len, embed_dim, embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="position_table")
-        self.norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.dropout = tf.keras.layers.Dropout(dropout)
+        self.norm = LayerNorm(epsilon=1e-6)
+        self.dropout = FastDropout(dropout)
 
     @property
     def item_table(self) -> tf.Variable:

@@ -1,6 +1,8 @@
 """Transformer sequential expert f^k_TRM (§4.2.2, Eq. 5-7)."""
 import tensorflow as tf
 
+from model_keras.layers.fast import Attention, FastDropout, LayerNorm
+
 
 def causal_padding_mask(ids: tf.Tensor) -> tf.Tensor:
     """[B, T, T] bool: query t may attend key s iff s <= t and key s is not PAD (id 0)."""
@@ -17,13 +19,13 @@ class TransformerBlock(tf.keras.layers.Layer):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float, **kwargs):
         super().__init__(**kwargs)
         self.embed_dim, self.num_heads, self.dropout_rate = embed_dim, num_heads, dropout
-        self.attention = tf.keras.layers.MultiHeadAttention(num_heads, embed_dim // num_heads, dropout=dropout)
+        self.attention = Attention(num_heads, embed_dim // num_heads, dropout=dropout)
         self.ffn_in = tf.keras.layers.Dense(embed_dim, activation="gelu")
         self.ffn_out = tf.keras.layers.Dense(embed_dim)
-        self.norm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.norm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.drop1 = tf.keras.layers.Dropout(dropout)
-        self.drop2 = tf.keras.layers.Dropout(dropout)
+        self.norm1 = LayerNorm(epsilon=1e-6)
+        self.norm2 = LayerNorm(epsilon=1e-6)
+        self.drop1 = FastDropout(dropout)
+        self.drop2 = FastDropout(dropout)
 
     def call(self, z, mask, training=None):
         h = self.norm1(z + self.drop1(self.attention(z, z, attention_mask=mask, training=training), training=training))

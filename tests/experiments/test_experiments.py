@@ -24,9 +24,16 @@ def check_outputs(out, name):
 
 
 def test_compare_table_has_every_model_domain_and_metric(tmp_path):
-    result = run("compare", "--models", "syncrec,gru4rec,bprmf", "--out", str(tmp_path))
+    result = run("compare", "--models", "syncrec,gru4rec,bprmf", "--report-also", "999:domain", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     table = check_outputs(tmp_path, "compare")
+    info = json.loads((tmp_path / "compare.run.json").read_text())
+    assert info["selection_protocol"] == "99 negatives from the label's domain"
+    assert all(len(runs) == 1 and runs[0]["best"] <= runs[0]["last"] == 1 for runs in info["epochs"].values())
+    assert "best/last epoch per seed: syncrec 1/1" in (tmp_path / "compare.md").read_text()
+    wider = json.loads((tmp_path / "compare.999-domain.json").read_text())  # ABXI's protocol: more negatives, lower HR
+    assert wider["syncrec"]["all"]["HR@10"]["mean"] < table["syncrec"]["all"]["HR@10"]["mean"]
+    assert "999 negatives from the label's domain" in (tmp_path / "compare.999-domain.md").read_text()
     assert set(table) == {"syncrec", "gru4rec", "bprmf"}
     assert set(table["syncrec"]) == {"Books", "Clothing_Shoes_and_Jewelry", "Sports_and_Outdoors", "Toys_and_Games", "Video_Games", "all"}
     assert set(table["bprmf"]["all"]["MRR"]) == {"mean", "std"} and table["bprmf"]["all"]["users"] == 500
@@ -42,15 +49,22 @@ def test_negative_transfer_ablation_and_sweep(tmp_path):
     assert "domains with negative transfer" in result.stdout
     result = run("ablation", "--out", str(tmp_path / "ab"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path / "ab", "ablation")) == {"syncrec", "w/o LC-NTG", "w/o SC-MIM", "w/o ACMoE"}
+    assert set(check_outputs(tmp_path / "ab", "ablation")) == {"syncrec", "w/o LC-NTG", "w/o SC-MIM", "w/o ACMoE", "causal gates"}
     result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path / "sw"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path / "sw", "sweep")) == {"num_experts=2", "num_experts=3"}
 
 
-def test_unknown_model_is_a_clear_error(tmp_path):
-    result = run("compare", "--models", "syncrec,bert4rec", "--out", str(tmp_path))
-    assert result.returncode == 2 and "unknown model(s) ['bert4rec']" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--models", "syncrec,bert4rec"], "unknown model(s) ['bert4rec']"),
+    (["--report-also", "lots"], "--report-also 'lots' must be NEGATIVES:domain"),
+    (["--negatives", "0"], "whole number in [1, 100000]"),
+    (["--set", "num_cross_experts=4"], "num_cross_experts j=4 must be in [1, K-1]"),
+])
+def test_bad_arguments_are_one_clear_error_before_any_work(tmp_path, args, message):
+    result = run("compare", *args, "--out", str(tmp_path))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "examples").exists()
 
 
 def test_aggregate_mean_and_std():

@@ -60,3 +60,37 @@ def test_popularity_and_protocols_on_the_sample(sample_examples, vocab):
     assert result == evaluate(pop, out, "valid", vocab, EvalProtocol(batch_size=37))  # batch size does not matter
     full = evaluate(pop, out, "valid", vocab, EvalProtocol(full_ranking=True))
     assert full["all"]["MRR"] < result["all"]["MRR"]  # thousands of candidates instead of 100
+
+
+def test_non_finite_scores_rank_last():
+    scores = np.array([[np.nan, 0.1, 0.2], [np.inf, 0.1, 0.2], [0.5, np.nan, -np.inf], [0.1, np.inf, 0.2]])
+    np.testing.assert_array_equal(label_ranks(scores), [2, 2, 0, 1])  # label first; NaN/inf candidates count as -inf
+    np.testing.assert_array_equal(label_ranks(scores, rng=np.random.default_rng(0)), [2, 2, 0, 1])
+
+
+class _ConstantScorer:
+    def __init__(self, value):
+        self.value = value
+
+    def score_candidates(self, batch, candidates):
+        return np.full(candidates.shape, self.value, dtype=np.float32)
+
+
+def test_a_nan_model_gets_the_worst_metrics_and_is_flagged(sample_examples, vocab):
+    result = evaluate(_ConstantScorer(np.nan), str(sample_examples[0]), "valid", vocab)
+    assert result["all"]["HR@10"] == 0.0 and result["all"]["MRR"] == pytest.approx(0.01)  # rank 100 of 100
+    assert result["health"]["non_finite_scores"] == 500 * 100
+
+
+def test_a_constant_model_scores_like_chance_and_is_flagged(sample_examples, vocab):
+    result = evaluate(_ConstantScorer(0.5), str(sample_examples[0]), "valid", vocab)
+    assert 0.05 < result["all"]["HR@10"] < 0.15  # ties broken at random: 10 of 100 candidates
+    assert result["health"] == {"non_finite_scores": 0, "constant_score_users": 500}
+
+
+def test_protocol_errors_name_the_setting():
+    with pytest.raises(ValueError, match="negatives must come from"):
+        EvalProtocol(pool="catalogue")
+    with pytest.raises(ValueError, match="whole number"):
+        EvalProtocol(num_negatives=0)
+    assert EvalProtocol(num_negatives=999).describe() == "999 negatives from the label's domain"

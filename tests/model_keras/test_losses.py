@@ -50,20 +50,42 @@ def test_relative_ntg_moves_lambda_away_from_a_negative_transfer_domain():
     assert lam[1] < hotter[1] < 1 / 3  # a higher temperature delta flattens lambda
 
 
-def test_lc_ntg_weights_only_present_domains():
-    loss = losses.lc_ntg_cross_loss(tf.constant([1.0, 3.0, 100.0]), tf.constant([0.5, 0.25, 0.25]), tf.constant([True, True, False]))
-    assert float(loss) == pytest.approx((0.5 * 1 + 0.25 * 3) / 0.75)
+def test_reductions_match_their_formulas():
+    values = tf.constant([[1.0, 3.0, np.nan], [5.0, np.inf, 7.0]])  # 2 sequences; masked steps hold garbage
+    domains = tf.constant([[1, 1, 2], [2, 0, 1]])
+    mask = tf.constant([[True, True, False], [True, False, True]])
+    reduce = lambda how, w=None: float(losses.reduce(values, domains, mask, 2, how, 2, w))  # noqa: E731
+    assert reduce("sum") == pytest.approx((1 + 3 + 5 + 7) / 2)  # Eq. 8: per-sequence sums, mean over sequences
+    assert reduce("mean") == pytest.approx((1 + 3 + 5 + 7) / 4)
+    assert reduce("domain_mean") == pytest.approx(((1 + 3 + 7) / 3 + 5 / 1) / 2)
+    weights = tf.constant([0.5, 2.0])  # LC-NTG: each step's loss times its domain's weight (Eq. 12)
+    assert reduce("sum", weights) == pytest.approx((0.5 * (1 + 3 + 7) + 2.0 * 5) / 2)
+    assert reduce("mean", weights) == pytest.approx((0.5 * (1 + 3 + 7) + 2.0 * 5) / 4)
+    with pytest.raises(ValueError, match="loss_reduction"):
+        reduce("median")
+
+
+def test_lc_ntg_weights_are_lambda_or_mean_one():
+    lam = tf.constant([0.5, 0.25, 0.25])
+    np.testing.assert_allclose(losses.lc_ntg_weights(lam, "one"), [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(losses.lc_ntg_weights(lam, "domains"), [1.5, 0.75, 0.75])  # uniform lambda -> all 1
+
+
+def test_ntg_sum_is_eq_10_per_sequence():
+    single, cross = tf.constant([[1.0, 2.0, 4.0]]), tf.constant([[0.5, 3.0, 1.0]])
+    args = (single, cross, tf.constant([[1, 2, 1]]), tf.constant([[True, True, True]]), 2)
+    np.testing.assert_allclose(losses.negative_transfer_gap(*args, reduction="sum", num_sequences=1), [0.5 + 3.0, -1.0])
 
 
 def test_sc_mim_is_infonce_over_users_of_the_domain():
     single = tf.constant([[[1.0, 0.0]], [[0.0, 1.0]], [[9.0, 9.0]]])  # 3 users, 1 domain, r = 2
     cross = tf.constant([[[1.0, 0.0]], [[0.0, 1.0]], [[9.0, 9.0]]])
     present = tf.constant([[True], [True], [False]])  # user 3 has no position in the domain
-    got = losses.sc_mim_loss(single, cross, present, tf.eye(2)).numpy()
+    got = losses.sc_mim_loss(single, cross, present, tf.eye(2)).numpy()  # [D, B]
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     rho = sig(np.array([[1.0, 0.0], [0.0, 1.0]]))  # rho[u, u'] = sigma(s_u' . c_u)
-    expected = np.mean([np.log(np.exp(rho[u]).sum()) - rho[u, u] for u in range(2)])
-    assert got[0] == pytest.approx(expected, rel=1e-5)
+    expected = [np.log(np.exp(rho[u]).sum()) - rho[u, u] for u in range(2)]
+    np.testing.assert_allclose(got[0, :2], expected, rtol=1e-5)
 
 
 def test_pad_positions_change_no_loss(make_model, batch):
@@ -92,7 +114,11 @@ def test_train_step_updates_lambda_state_and_reports_every_term(make_model, batc
     assert {f"phi/{d}" for d in vocab.domain_names} <= set(logs) and {f"lambda/{d}" for d in vocab.domain_names} <= set(logs)
     assert model.ntg_lambda.numpy().sum() == pytest.approx(1.0)
     assert any(w is model.ntg_lambda for w in model.non_trainable_weights)
-    assert {id(model.ntg_alpha), id(model.ntg_beta), id(model.ntg_log_temperature)} <= {id(w) for w in model.trainable_weights}
+    trainable = {id(w) for w in model.trainable_weights}
+    assert {id(model.ntg_alpha), id(model.ntg_beta)} <= trainable  # Eq. 11: alpha, beta learnable
+    assert id(model.ntg_log_temperature) not in trainable  # delta is a fixed temperature in the paper
+    learned = make_model(learn_temperature=True)
+    assert id(learned.ntg_log_temperature) in {id(w) for w in learned.trainable_weights}
 
 
 def test_variants_change_the_total_loss(make_model, batch):
@@ -121,3 +147,53 @@ def test_keras_3_is_refused_with_the_fix():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"})
     assert result.returncode != 0 and "Import model_keras first" in result.stderr
+
+
+def test_without_lc_ntg_is_uniform_lambda_and_nothing_else(make_model, batch):
+    """'w/o LC-NTG' changes one thing: the cross loss's per-domain weights become uniform."""
+    tf.keras.utils.set_random_seed(2)
+    full = make_model()
+    full.ntg_alpha.assign(0.0)
+    full.ntg_beta.assign(0.0)  # lambda = softmax(0) = uniform
+    ablated = make_model(use_lc_ntg=False)
+    ablated.set_weights(full.get_weights())
+    tf.random.set_seed(5)
+    a = full.compute_losses(batch, training=False)
+    tf.random.set_seed(5)
+    b = ablated.compute_losses(batch, training=False)
+    for term in ("loss", "single_loss", "cross_loss", "mim_loss"):
+        assert float(a[term]) == pytest.approx(float(b[term]), rel=1e-6), term
+
+
+def test_trimming_padding_changes_no_output(make_model, batch):
+    """A batch of short histories is trimmed to its longest one; every real step's output is unchanged."""
+    model = make_model()
+    lengths = tf.reduce_sum(tf.cast(batch["item"] > 0, tf.int32), axis=1).numpy()
+    short, longest = int(np.argmin(lengths)), int(np.argmax(lengths))
+    one = {k: v[short:short + 1] for k, v in batch.items()}
+    both = {k: tf.gather(v, [short, longest]) for k, v in batch.items()}
+    y_one, y_both = model(one).numpy()[0], model(both).numpy()[0]
+    real = lengths[short]
+    assert y_one.shape[0] < y_both.shape[0]  # the short batch was trimmed
+    np.testing.assert_allclose(y_one[-real:], y_both[-real:], atol=1e-5)
+    np.testing.assert_allclose(model.user_representation(one["item"]), model.user_representation(both["item"])[:1], atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_causal_gates_do_not_see_the_targets(make_model, batch, causal):
+    """Eq. 3's gate reads the whole sequence, so step t's output moves with input t+1 (its target);
+    with causal gates no output at steps <= t depends on anything after t, as at inference."""
+    model = make_model(causal_gates=causal)
+    lengths = tf.reduce_sum(tf.cast(batch["item"] > 0, tf.int32), axis=1).numpy()
+    row = int(np.argmax(lengths))
+    features = {k: v[row:row + 1] for k, v in batch.items()}
+    t = features["item"].shape[1] - 3  # change the input two steps before the end
+    changed = dict(features, item=tf.tensor_scatter_nd_update(features["item"], [[0, t]], [features["item"][0, t] + 1]))
+    moved = np.abs(model(changed).numpy()[0, :t] - model(features).numpy()[0, :t]).max()
+    assert (moved < 1e-6) if causal else (moved > 1e-4)
+
+
+def test_causal_gate_at_the_last_step_is_eq_3s_gate(make_model, batch):
+    model = make_model(causal_gates=True)
+    e = model.embed(batch["item"])[:, tf.newaxis]
+    np.testing.assert_allclose(model.acmoe.cross_gate(e, causal=True)[:, 0, -1], model.acmoe.cross_gate(e, causal=False)[:, 0], atol=1e-6)

@@ -12,7 +12,8 @@ import tensorflow as tf
 from model_keras.config import ModelConfig
 from model_keras.evaluation import PopularityScorer, evaluate
 from model_keras.signatures import left_pad_history
-from model_keras.train import load_trained, parse_settings, run_fn
+from schemas.vocabulary import Vocabulary
+from model_keras.train import TrainingDiverged, _export, load_trained, run_fn
 
 SMALL = dict(embed_dim=32, num_blocks=1, epochs=6, batch_size=64, learning_rate=2e-3)
 
@@ -107,7 +108,7 @@ def test_resume_continues_from_the_last_epoch(sample_examples, tmp_path):
     first = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**config), verbose=0)
     assert first["epochs_run"] == 1
     second = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0)
-    assert second["epochs_run"] == 1 and second["valid_history"][0]["epoch"] == 2
+    assert second["epochs_run"] == 1 and second["valid_history"][-1]["epoch"] == 2 and second["last_epoch"] == 2
     # a finished run found again trains nothing and comes back with its selected weights
     third = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0, export=False)
     assert third["epochs_run"] == 0 and third["best_epoch"] == second["best_epoch"]
@@ -119,18 +120,28 @@ def test_left_pad_history_adds_sos_and_keeps_the_most_recent():
     assert out.tolist() == [[1, 5, 6], [7, 8, 9], [0, 0, 1]]
 
 
-def test_settings_and_config_errors():
-    assert parse_settings(["epochs=3", "model.num_experts=5", "loss=bpr", "use_lc_ntg=false"]) == {
-        "epochs": 3, "num_experts": 5, "loss": "bpr", "use_lc_ntg": False}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_settings(["epochs"])
-    with pytest.raises(ValueError, match="unknown model setting"):
-        ModelConfig.from_dict({"epochz": 3})
-    with pytest.raises(ValueError, match="num_cross_experts"):
-        ModelConfig(num_items=10, num_domains=2, num_experts=2, num_cross_experts=3).validate()
-
-
 def test_train_cli_names_a_missing_examples_dir(tmp_path):
     result = subprocess.run([sys.executable, "-m", "model_keras.train", "--examples", str(tmp_path), "--output", str(tmp_path / "m")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "run `python -m components.transform" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_early_stopping_keeps_the_best_epoch_and_says_so(sample_examples, tmp_path):
+    summary = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(SMALL, epochs=30, patience=2)), verbose=0, export=False)
+    history = [h["NDCG@10"] for h in summary["valid_history"]]
+    assert summary["stopped_early"] and summary["last_epoch"] == summary["best_epoch"] + 2 < 30
+    assert history[summary["best_epoch"] - 1] == max(history) == summary["valid"]["all"]["NDCG@10"]
+
+
+@pytest.mark.slow
+def test_a_diverged_run_stops_with_a_clear_error_and_exports_nothing(trained, sample_examples, tmp_path):
+    out, summary = trained
+    model = summary["model"]
+    weights = model.get_weights()
+    model.set_weights([np.full_like(w, np.nan) for w in weights])  # a model that diverged
+    broken = _export(model, model.config, Vocabulary.load(str(sample_examples[0] / "vocabulary.json")), str(tmp_path / "broken"))
+    model.set_weights(weights)
+    with pytest.raises(TrainingDiverged, match="training diverged.*lower learning_rate"):
+        run_fn(str(sample_examples[0]), str(tmp_path / "next"), ModelConfig(**dict(SMALL, epochs=1)), warm_start=broken, verbose=0)
+    assert not (tmp_path / "next" / "saved_model").exists()

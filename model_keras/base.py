@@ -1,0 +1,149 @@
+"""What every model here shares (TFRS `models/base.py`, RecBole `SequentialRecommender`).
+
+The shared item table M and positions P, the domain id ranges, scoring restricted to a domain
+(Eq. 19), the per-position pairwise loss (Eq. 8/9) with its reduction, and one train_step/test_step
+around `compute_losses`. SyNCRec (model.py) and the baselines (baselines.py) only say how they
+encode sequences and which loss terms they add.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from model_keras import losses, require_tf_keras
+from model_keras.config import ModelConfig
+from model_keras.layers.embeddings import SharedEmbedding
+from schemas.features import MODEL_FEATURES
+
+require_tf_keras(tf)
+
+
+def trim_to_longest(*tensors: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """Drop the leading time steps that are padding in every row of the first tensor (ids [..., T]).
+
+    Sequences are left-padded, so their real tokens are the last ones: keeping the last L columns,
+    L = the longest real sequence, changes no output at a real position (PAD keys are masked and PAD
+    embeddings are zero) and saves the work on columns that are padding everywhere.
+    """
+    ids = tensors[0]
+    longest = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(ids > 0, tf.int32), axis=-1)), 1)
+    return tuple(t[..., -longest:] for t in tensors)
+
+
+class SequentialRecommender(tf.keras.Model):
+    """Base of every model: shared embedding, domain tables, scoring, pairwise loss, training steps.
+
+    `domain_ranges[d-1] = (start, end)` is domain d's id range (start = its OOV id). Subclasses write
+    `compute_losses(features, training) -> {"loss": scalar, ...}` and `user_representation(item_ids)`;
+    scalar terms they list in `loss_names()` and vector terms in `domain_terms()` (one value a domain)
+    are reported each step (progress bar, TensorBoard).
+    """
+
+    def __init__(self, config: ModelConfig, domain_ranges, domain_names=None, **kwargs):
+        super().__init__(**kwargs)
+        config.validate()
+        self.config = config
+        self.domain_ranges = [tuple(r) for r in domain_ranges]
+        self.domain_names = list(domain_names or [str(d) for d in range(1, config.num_domains + 1)])
+        self.embedding = SharedEmbedding(config.num_items, config.max_len, config.embed_dim, config.dropout, name="shared_embedding")
+        self.domain_start = tf.constant([0] + [start + 1 for start, _ in self.domain_ranges], tf.int32)
+        self.domain_count = tf.constant([0] + [end - start - 1 for start, end in self.domain_ranges], tf.int32)
+        self.item_domain = tf.constant(self._item_domains(), tf.int32)
+        names = list(self.loss_names()) + [f"{term}/{d}" for term in self.domain_terms() for d in self.domain_names]
+        self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in names}
+
+    # ------------------------------------------------------------------ what subclasses define
+    def loss_names(self) -> tuple[str, ...]:
+        return ("loss",)
+
+    def domain_terms(self) -> tuple[str, ...]:
+        return ()
+
+    def compute_losses(self, features, training=None) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    def user_representation(self, item_ids, training=False):
+        """[B, r] from a cross-domain history (ids [B, T], left-padded, SOS first)."""
+        raise NotImplementedError
+
+    def single_user_representation(self, single_ids, domain, training=False):
+        """[B, r] from the X^d of the given domain (single_ids [B, D, T]; the SDSR view)."""
+        raise NotImplementedError
+
+    def after_train_step(self, terms: dict[str, tf.Tensor]) -> None:
+        """State updated once per training batch (SyNCRec: lambda)."""
+
+    # ------------------------------------------------------------------ shared machinery
+    def _item_domains(self) -> list[int]:
+        """Domain id of every item id (0 for PAD and SOS); used to restrict scores to V^d."""
+        table = [0] * self.config.num_items
+        for d, (start, end) in enumerate(self.domain_ranges, start=1):
+            table[start:end] = [d] * (end - start)
+        return table
+
+    def embed(self, ids, training=None):
+        """E with PAD positions zeroed, so padding cannot leak into gates (Eq. 3) or pooling."""
+        return self.embedding(ids, training=training) * tf.cast(ids > 0, tf.float32)[..., tf.newaxis]
+
+    def score(self, representation, candidates):
+        """y . M(x) for candidate ids [B, C] -> [B, C]."""
+        return tf.einsum("br,bcr->bc", representation, tf.gather(self.embedding.item_table, candidates))
+
+    def score_domain(self, representation, domain):
+        """Scores over all items [B, |V|], -inf outside the target domain's items (and its OOV id)."""
+        logits = tf.matmul(representation, self.embedding.item_table, transpose_b=True)
+        allowed = tf.equal(self.item_domain[tf.newaxis], domain[:, tf.newaxis])
+        oov = tf.gather(self.domain_start, domain) - 1
+        allowed = tf.logical_and(allowed, tf.not_equal(tf.range(self.config.num_items)[tf.newaxis], oov[:, tf.newaxis]))
+        return tf.where(allowed, logits, tf.fill(tf.shape(logits), -float("inf")))
+
+    def position_loss(self, representation, targets, domains):
+        """Eq. 8/9 at every position: the target against one negative drawn from its domain."""
+        negatives = losses.sample_negatives(domains, self.domain_start, self.domain_count)
+        table = self.embedding.item_table
+        return losses.pairwise_loss(tf.reduce_sum(representation * tf.gather(table, targets), -1),
+                                    tf.reduce_sum(representation * tf.gather(table, negatives), -1), self.config.loss)
+
+    def reduce(self, values, domains, mask, num_sequences, weights=None):
+        """`losses.reduce` with this model's `loss_reduction` (the same for every model and term)."""
+        return losses.reduce(values, domains, mask, self.config.num_domains, self.config.loss_reduction, num_sequences, weights)
+
+    def single_domains(self, single_target):
+        """Domain id of each position of X^d ([B, D, T]; 0 where the target is PAD)."""
+        ids = tf.range(1, self.config.num_domains + 1, dtype=single_target.dtype)[tf.newaxis, :, tf.newaxis]
+        return tf.broadcast_to(ids, tf.shape(single_target)) * tf.cast(single_target > 0, single_target.dtype)
+
+    # ------------------------------------------------------------------ keras hooks
+    def _record(self, terms):
+        for name in self.loss_names():
+            self.trackers[name].update_state(terms[name])
+        for term in self.domain_terms():
+            for d, name in enumerate(self.domain_names):
+                self.trackers[f"{term}/{name}"].update_state(terms[term][d])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        features = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            terms = self.compute_losses(features, training=True)
+            # Fails the step (and model.fit) at once when the loss is NaN or infinite: a diverged run
+            # must stop, not go on to be selected, blessed and pushed (train.NON_FINITE_LOSS).
+            loss = tf.debugging.check_numerics(terms["loss"], "training loss is not finite")
+        variables = self.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
+        self.after_train_step(terms)
+        return self._record(terms)
+
+    def test_step(self, data):
+        features = data[0] if isinstance(data, tuple) else data
+        return self._record(self.compute_losses(features, training=False))
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def build_for(self, batch):
+        """Create every weight by running the losses and the inference path once on a batch."""
+        self.compute_losses({k: batch[k] for k in (*MODEL_FEATURES, "user_id") if k in batch}, training=False)
+        self.user_representation(batch["item"])
+        return self
