@@ -17,8 +17,8 @@ import numpy as np
 
 from schemas.vocabulary import FIRST_ITEM_ID, Vocabulary
 from model_keras.input_fn import make_dataset
+from model_keras.metrics import METRICS, format_metrics, rank_metrics  # noqa: F401 (re-exported)
 
-METRICS = ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,6 @@ class EvalProtocol:
         if self.full_ranking:
             return "full ranking over the label's domain"
         return f"{self.num_negatives} negatives from " + ("the label's domain" if self.pool == "domain" else "all items")
-
-
-def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
-    """Mean metrics of 0-based ranks: HR@k = [rank < k], NDCG@k = [rank < k] / log2(rank + 2), MRR = 1 / (rank + 1)."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if ranks.size == 0:
-        return {m: 0.0 for m in METRICS}
-    gain = 1.0 / np.log2(ranks + 2.0)
-    return {
-        "HR@5": float(np.mean(ranks < 5)),
-        "HR@10": float(np.mean(ranks < 10)),
-        "NDCG@5": float(np.mean(np.where(ranks < 5, gain, 0.0))),
-        "NDCG@10": float(np.mean(np.where(ranks < 10, gain, 0.0))),
-        "MRR": float(np.mean(1.0 / (ranks + 1.0))),
-    }
 
 
 def label_ranks(scores: np.ndarray, label_scores: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -225,13 +210,3 @@ def evaluate(scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabula
         selected = all_ranks[all_domains == d.domain_id]
         result["domains"][d.name] = {**rank_metrics(selected), "users": int(selected.size)}
     return result
-
-
-def format_metrics(result: dict, title: str = "") -> str:
-    """Markdown table: one row per domain plus 'all'."""
-    lines = [f"**{title}**"] if title else []
-    lines += ["| domain | users | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
-    rows = list(result["domains"].items()) + [("all", result["all"])]
-    for name, m in rows:
-        lines.append(f"| {name} | {m['users']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
-    return "\n".join(lines)

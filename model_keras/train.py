@@ -133,7 +133,7 @@ def _loss_history(output_dir: str, fresh: dict) -> dict:
 
 
 def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: str | None = None,
-           protocol: EvalProtocol = EvalProtocol(), verbose: int = 1, export: bool = True) -> dict:
+           protocol: EvalProtocol = EvalProtocol(), verbose: int = 1, export: bool = True, callbacks: list | tuple = ()) -> dict:
     """Train, select on valid (early stopping), export. Works for SyNCRec and every baseline.
 
     Args:
@@ -143,6 +143,7 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
         config: the model settings; sizes from the data are filled in here.
         warm_start: an exported SavedModel to copy weights from (when not resuming).
         protocol: the validation protocol used for selection.
+        callbacks: more Keras callbacks; they run after validation, so logs hold val_HR@10, val_NDCG@10, val_MRR.
     Returns:
         The summary written to training.json (best and last epoch, valid metrics, histories), plus
         "model": the model holding the selected weights.
@@ -162,7 +163,7 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     view = "single" if config.mode == "sdsr" else "cross"
     validation = ValidationCallback(examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience)
     save_epoch = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (checkpoint.epoch.assign(epoch + 1), manager.save()))
-    callbacks = [validation, save_epoch, tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch")]
+    callbacks = [validation, *callbacks, save_epoch, tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch")]
     initial_epoch, started = int(checkpoint.epoch.numpy()), time.time()
     epochs_run, fresh_history = 0, {}
     if config.epochs > initial_epoch and not validation.state["stopped_early"]:

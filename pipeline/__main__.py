@@ -1,157 +1,125 @@
 """Command line of the pipeline.
 
-    python -m pipeline run-local [--input PATH --format FMT] [--root DIR] [--config FILE.yaml] [--set key=value ...]
-    python -m pipeline compile [--output pipeline.yaml] [--image IMAGE]
-    python -m pipeline submit --endpoint URL [--experiment NAME] [--set ...]
-    python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--name NAME] [--set ...]
+    python -m pipeline run-local [--input PATH --format FMT] [--root DIR] [--config FILE.yaml] [--set key=value ...] [--verbose]
+    python -m pipeline compile [--output pipeline.yaml] [--image IMAGE] [--no-cache]
+    python -m pipeline submit --endpoint URL [--experiment NAME] [--no-cache] [--set ...]
+    python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--name NAME] [--no-cache] [--set ...]
     python -m pipeline retrain --input NEW_LOGS [--root DIR] [--set ...]
+    python -m pipeline settings
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import warnings
 
-
-from pipeline.config import REPO, PipelineConfig, load_config
+from pipeline.config import REPO, PipelineConfig, describe_settings, load_config, pipeline_arguments
+from pipeline.kubeflow import PipelineFailed, compile_pipeline, normalise_cron, schedule, submit
+from pipeline.progress import ENV as PROGRESS_ENV
+from pipeline.progress import Follower, terminal_stream
 
 STATE_FILE = "state.json"
+LOG_FILE = "run-local.log"
 
 
-class PipelineFailed(Exception):
-    """The run stopped; str() says where and why."""
+@contextlib.contextmanager
+def quiet_run(log_path: str, verbose: bool):
+    """Send everything the run prints (kfp.local's executor output, TensorFlow's logs, the stages' own
+    output) to `log_path`, and show the stages' progress lines on the terminal instead; --verbose
+    shows everything and still writes the progress lines."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    progress_path = os.path.join(os.path.dirname(log_path), "progress.jsonl")
+    if os.path.exists(progress_path):
+        os.remove(progress_path)
+    os.environ[PROGRESS_ENV] = progress_path
+    terminal = terminal_stream()
+    follower = Follower(progress_path, terminal, terminal=terminal.isatty() and not verbose)
+    saved = (os.dup(1), os.dup(2))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(log_path, "a", encoding="utf-8") as log:
+        if not verbose:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+        follower.start()
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            follower.stop()
+            os.environ.pop(PROGRESS_ENV, None)
 
 
-def pipeline_arguments(config: PipelineConfig, local: bool = True) -> dict:
-    """Runtime parameters of create_pipeline for one run."""
-    paths = config.paths()
-    inputs = ",".join(os.path.abspath(p.strip()) if local else p.strip() for p in config.input.split(",") if p.strip())
-    return {
-        "input_path": inputs, "input_format": config.format, "max_len": config.max_len, "min_events": config.min_events,
-        "min_item_count": config.min_item_count, "domains": config.domains, "domain_names": config.domain_names,
-        "model_settings": config.model_settings(), "warm_start": config.warm_start, "num_negatives": config.num_negatives,
-        "negative_pool": config.negative_pool, "blessing_tolerance": config.blessing_tolerance,
-        "max_rejected_fraction": config.max_rejected_fraction, "model_name": config.model_name,
-        "serving_root": paths["serving_root"] if local else (config.serving_root or "/models"),
-        "cache_dir": paths["cache_dir"] if local else "", "report_dir": paths["report_dir"] if local else "",
-    }
-
-
-def run_local(config: PipelineConfig) -> dict:
+def run_local(config: PipelineConfig, verbose: bool = False) -> dict:
     """Run the whole pipeline with kfp.local (subprocesses, no Docker); returns report/metrics.json."""
     from kfp import local
 
     from components.readers import InputError
-    from pipeline.kfp_pipeline import create_pipeline
     from pipeline.stages import input_files
 
     paths = config.paths()
     try:
-        input_files(",".join(os.path.abspath(p) for p in config.input.split(",") if p.strip()))
+        input_files(config.input_list(absolute=True))
     except InputError as err:
         raise PipelineFailed(str(err)) from err
+    if config.warm_start not in ("", "none", "latest") and not os.path.isfile(os.path.join(config.warm_start, "saved_model.pb")):
+        raise PipelineFailed(f"warm_start {config.warm_start} is not an exported SavedModel (no saved_model.pb there): "
+                             "use 'latest', 'none' or a model's saved_model/ folder")
     os.makedirs(paths["report_dir"], exist_ok=True)
     for name in ("metrics.json", "anomalies.txt"):
         if os.path.exists(os.path.join(paths["report_dir"], name)):
             os.remove(os.path.join(paths["report_dir"], name))
     os.environ["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-    logging.getLogger("kfp").setLevel(logging.WARNING)
-    # kfp.local notes that resource limits, display names and the image only apply on Kubeflow.
-    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=paths["pipeline_root"])
-    try:
-        create_pipeline(**pipeline_arguments(config))
-    except RuntimeError as err:
-        anomalies = os.path.join(paths["report_dir"], "anomalies.txt")
-        if os.path.exists(anomalies) and not open(anomalies, encoding="utf-8").read().startswith("no anomalies"):
-            raise PipelineFailed(open(anomalies, encoding="utf-8").read().strip()) from err
-        raise PipelineFailed(f"the pipeline failed: {err}; the failing task's log is above, its files under {paths['pipeline_root']}") from err
+    log_path = os.path.join(paths["logs"], LOG_FILE)
+    with quiet_run(log_path, verbose) as terminal:
+        terminal.write(f"syncrec pipeline on {config.input_path} ({config.input_format}); log: {log_path}\n")
+        logging.getLogger("kfp").setLevel(logging.INFO if verbose else logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=paths["pipeline_root"])
+        from pipeline.kfp_pipeline import create_pipeline
+
+        try:
+            create_pipeline(**pipeline_arguments(config))
+        except RuntimeError as err:
+            raise PipelineFailed(_failure_message(paths, log_path, err)) from err
     with open(os.path.join(paths["report_dir"], "metrics.json"), encoding="utf-8") as handle:
         report = json.load(handle)
     with open(os.path.join(paths["root"], STATE_FILE), "w", encoding="utf-8") as handle:
-        json.dump({"inputs": [p.strip() for p in config.input.split(",") if p.strip()], "format": config.format}, handle, indent=1)
+        json.dump({"inputs": [p for p in config.input_path.split(",") if p.strip()], "format": config.input_format}, handle, indent=1)
     return report
 
 
-def compile_pipeline(output: str, image: str | None = None) -> str:
-    """Write the KFP spec; `image` (or $SYNCREC_IMAGE) is the component image."""
-    import importlib
-
-    from kfp import compiler
-
-    from pipeline import kfp_pipeline
-
-    previous = os.environ.get("SYNCREC_IMAGE")
-    if image:
-        os.environ["SYNCREC_IMAGE"] = image
-        kfp_pipeline = importlib.reload(kfp_pipeline)
-    try:
-        compiler.Compiler().compile(kfp_pipeline.create_pipeline, output)
-    finally:
-        if image:
-            os.environ.pop("SYNCREC_IMAGE") if previous is None else os.environ.__setitem__("SYNCREC_IMAGE", previous)
-            importlib.reload(kfp_pipeline)
-    return output
+def _failure_message(paths: dict, log_path: str, err: Exception) -> str:
+    """The anomaly report when validation stopped the run, else the failing task's own error line."""
+    anomalies = os.path.join(paths["report_dir"], "anomalies.txt")
+    if os.path.exists(anomalies):
+        text = open(anomalies, encoding="utf-8").read().strip()
+        if not text.startswith("no anomalies"):
+            return text
+    cause = ""
+    if os.path.exists(log_path):
+        errors = [line.strip() for line in open(log_path, encoding="utf-8", errors="replace") if _is_error_line(line)]
+        cause = errors[-1] if errors else ""
+    return f"the pipeline failed: {cause or err}; the whole log is {log_path}"
 
 
-def _client(endpoint: str):
-    import kfp
-
-    try:
-        client = kfp.Client(host=endpoint)
-        client.list_experiments(page_size=1)
-        return client
-    except Exception as err:  # kfp raises many kinds (connection, auth, HTTP)
-        raise PipelineFailed(f"cannot reach Kubeflow Pipelines at {endpoint}: {type(err).__name__}: {err}; check --endpoint and your credentials") from err
+def _is_error_line(line: str) -> bool:
+    """A Python exception line of a stage (e.g. 'TrainingDiverged: training diverged in epoch 3: ...')."""
+    head = line.strip().split(":", 1)[0]
+    return head.endswith(("Error", "Diverged", "Found", "Exception")) and " " not in head and ":" in line
 
 
-def submit(config: PipelineConfig, endpoint: str, experiment: str) -> str:
-    client = _client(endpoint)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"))
-        run = client.create_run_from_pipeline_package(package, arguments=pipeline_arguments(config, local=False), experiment_name=experiment)
-    return run.run_id
-
-
-def normalise_cron(cron: str) -> str:
-    """KFP wants 6 fields (seconds first); accept the usual 5-field form too."""
-    fields = cron.split()
-    if len(fields) == 5:
-        fields = ["0"] + fields
-    if len(fields) != 6:
-        raise PipelineFailed(f"--cron {cron!r} must have 5 fields (min hour day month weekday) or 6 (with seconds first)")
-    return " ".join(fields)
-
-
-def schedule(config: PipelineConfig, endpoint: str, experiment: str, name: str, cron: str) -> str:
-    """Create the recurring run, replacing one of the same name (so the schedule can be updated)."""
-    cron = normalise_cron(cron)
-    client = _client(endpoint)
-    exp = client.create_experiment(experiment) if not _find_experiment(client, experiment) else _find_experiment(client, experiment)
-    listing = client.list_recurring_runs(experiment_id=exp.experiment_id, page_size=200)
-    for job in listing.recurring_runs or []:
-        if job.display_name == name:
-            client.delete_recurring_run(job.recurring_run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"))
-        job = client.create_recurring_run(exp.experiment_id, name, cron_expression=cron, pipeline_package_path=package,
-                                          params=dict(pipeline_arguments(config, local=False), warm_start="latest"))
-    return job.recurring_run_id
-
-
-def _find_experiment(client, name):
-    try:
-        return client.get_experiment(experiment_name=name)
-    except Exception:  # not found
-        return None
-
-
-def retrain(config: PipelineConfig, new_input: str) -> dict:
+def retrain(config: PipelineConfig, new_input: str, verbose: bool = False) -> dict:
     """Add new logs to those of the last run, warm-start from the last pushed model, push if blessed."""
     state_path = os.path.join(config.paths()["root"], STATE_FILE)
     if not os.path.exists(state_path):
@@ -159,22 +127,20 @@ def retrain(config: PipelineConfig, new_input: str) -> dict:
     with open(state_path, encoding="utf-8") as handle:
         state = json.load(handle)
     inputs = state["inputs"] + [p for p in new_input.split(",") if p and p not in state["inputs"]]
-    config.input, config.format = ",".join(inputs), state["format"]
+    config.input_path, config.input_format = ",".join(inputs), state["format"]
     if not config.warm_start:
         config.warm_start = "latest"
-    return run_local(config)
+    return run_local(config, verbose)
 
 
 def format_report(report: dict) -> str:
-    from model_keras.evaluation import METRICS
+    from model_keras.metrics import format_metrics
 
-    lines = ["| domain | users | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
-    for name, m in list(report["domains"].items()) + [("all", report["all"])]:
-        lines.append(f"| {name} | {m['users']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
-    lines.append("")
+    lines = [format_metrics(report, "test split, per domain"), ""]
     lines += [f"blessing: {reason}" for reason in report["blessing"]["reasons"]]
-    lines.append(f"blessed: {report['blessed']}; pushed to: {report['pushed_to'] or 'not pushed'}")
-    lines.append(f"cache: transform {'reused' if report['cache']['transform'] else 'ran'}, train {'reused' if report['cache']['train'] else 'ran'}")
+    training = report.get("training", {})
+    lines.append(f"best epoch {training.get('best_epoch')} of {training.get('last_epoch')}; blessed: {report['blessed']}; "
+                 f"pushed to: {report['pushed_to'] or 'not pushed'}")
     return "\n".join(lines)
 
 
@@ -189,40 +155,48 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", default=None, help="YAML file of settings")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set epochs=2 --set model.num_experts=4")
 
-    common(verbs.add_parser("run-local", help="run the whole pipeline here with kfp.local"))
-    retrain_parser = verbs.add_parser("retrain", help="add new logs, warm-start, push if blessed")
-    common(retrain_parser, input_required=True)
+    for name, text in (("run-local", "run the whole pipeline here with kfp.local"), ("retrain", "add new logs, warm-start, push if blessed")):
+        sub = verbs.add_parser(name, help=text)
+        common(sub, input_required=name == "retrain")
+        sub.add_argument("--verbose", action="store_true", help="show kfp.local's and TensorFlow's output too")
     compile_parser = verbs.add_parser("compile", help="write the KFP pipeline spec")
     compile_parser.add_argument("--output", default="pipeline.yaml")
     compile_parser.add_argument("--image", default=None, help="component image (default syncrec:latest or $SYNCREC_IMAGE)")
+    compile_parser.add_argument("--no-cache", action="store_true", help="turn Kubeflow's task caching off")
     for name in ("submit", "schedule"):
         sub = verbs.add_parser(name, help=f"{name} a run on Kubeflow Pipelines")
         common(sub)
         sub.add_argument("--endpoint", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
         sub.add_argument("--experiment", default="syncrec")
+        sub.add_argument("--no-cache", action="store_true", help="turn Kubeflow's task caching off for this run")
         if name == "schedule":
             sub.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (daily at 03:00)')
             sub.add_argument("--name", default="syncrec-retrain")
+    verbs.add_parser("settings", help="list every pipeline setting with its default")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.verb == "settings":
+            print(describe_settings())
+            return 0
         if args.verb == "compile":
-            print(f"wrote {compile_pipeline(args.output, args.image)}")
+            print(f"wrote {compile_pipeline(args.output, args.image, enable_caching=not args.no_cache)}")
             return 0
         flags = {"input": args.input if args.verb != "retrain" else None, "format": args.format, "root": args.root}
         config = load_config(args.config, args.set, **flags)
         if args.verb == "run-local":
-            report = run_local(config)
+            report = run_local(config, args.verbose)
         elif args.verb == "retrain":
-            report = retrain(config, args.input)
+            report = retrain(config, args.input, args.verbose)
         elif args.verb == "submit":
-            print(f"submitted run {submit(config, args.endpoint, args.experiment)}")
+            print(f"submitted run {submit(config, args.endpoint, args.experiment, not args.no_cache)}")
             return 0
         else:
-            print(f"scheduled recurring run {schedule(config, args.endpoint, args.experiment, args.name, args.cron)} ({normalise_cron(args.cron)})")
+            job = schedule(config, args.endpoint, args.experiment, args.name, args.cron, not args.no_cache)
+            print(f"scheduled recurring run {job} ({normalise_cron(args.cron)})")
             return 0
     except (PipelineFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

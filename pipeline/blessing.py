@@ -1,23 +1,26 @@
-"""Evaluator: per-domain metrics of the candidate, and blessing against the last pushed model.
+"""Evaluator: per-domain metrics of the candidate, and blessing against the served model.
 
 Both models are scored through their exported `score_items` signature on the raw item ids of the
-current data (valid split, the same 99 negatives per user), so a model trained on an older
-vocabulary is compared fairly. Blessed when, for every domain, the candidate's NDCG@10 is no
-worse than the baseline's minus `tolerance`; always blessed when nothing was pushed before.
-The reported metrics are the candidate's on the test split; blessing never looks at test.
+current data (valid split, the same negatives per user), so a model trained on an older vocabulary
+is compared fairly. A candidate is blessed when it is healthy (no non-finite score, no metric that
+is not finite, not more than MAX_CONSTANT_USERS of users with every candidate scored the same) and,
+for every domain, its NDCG@10 is no worse than the baseline's minus `tolerance`. With no baseline,
+health alone decides. The reported metrics are the candidate's on the test split; blessing never
+looks at test.
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
-
 import tensorflow as tf
 
+from model_keras.evaluation import METRICS, EvalProtocol, Scorer, evaluate
 from schemas.vocabulary import Vocabulary
-from model_keras.evaluation import EvalProtocol, Scorer, evaluate
 
 BLESSING_METRIC = "NDCG@10"
+MAX_CONSTANT_USERS = 0.01  # a trained model never scores all of a user's candidates the same
 
 
 class SavedModelScorer(Scorer):
@@ -41,19 +44,40 @@ class SavedModelScorer(Scorer):
         return result["scores"].numpy()
 
 
-def latest_version(serving_root: str, model_name: str) -> str | None:
-    """Path of the highest numeric version under serving_root/model_name, if any."""
+def versions(serving_root: str, model_name: str) -> list[int]:
+    """Pushed version numbers of a model, ascending (folders named by digits only)."""
     folder = os.path.join(serving_root, model_name)
-    if not os.path.isdir(folder):
-        return None
-    versions = [int(v) for v in os.listdir(folder) if v.isdigit()]
-    return os.path.join(folder, str(max(versions))) if versions else None
+    return sorted(int(v) for v in os.listdir(folder) if v.isdigit()) if os.path.isdir(folder) else []
+
+
+def latest_version(serving_root: str, model_name: str) -> str | None:
+    """Path of the highest pushed version, if any."""
+    found = versions(serving_root, model_name) if serving_root else []
+    return os.path.join(serving_root, model_name, str(found[-1])) if found else None
+
+
+def health_problems(result: dict) -> list[str]:
+    """Why an evaluation result shows a broken model (empty when it is healthy)."""
+    problems = []
+    health = result.get("health", {})
+    if health.get("non_finite_scores"):
+        problems.append(f"{health['non_finite_scores']} scores are NaN or infinite")
+    users = max(result["all"]["users"], 1)
+    if health.get("constant_score_users", 0) > MAX_CONSTANT_USERS * users:
+        problems.append(f"{health['constant_score_users']} of {users} users got the same score for every candidate (degenerate)")
+    for domain, metrics in [*result["domains"].items(), ("all", result["all"])]:
+        if any(not math.isfinite(metrics[m]) for m in METRICS):
+            problems.append(f"{domain}: a metric is not finite")
+    return problems
 
 
 def bless(candidate: dict, baseline: dict | None, tolerance: float) -> tuple[bool, list[str]]:
-    """(blessed, one reason per domain) comparing valid NDCG@10 per domain."""
+    """(blessed, reasons): the candidate's health, then valid NDCG@10 per domain against the baseline."""
+    broken = health_problems(candidate)
+    if broken:
+        return False, [f"candidate is broken: {p}" for p in broken]
     if baseline is None:
-        return True, ["no model was pushed before: blessed"]
+        return True, ["no model was pushed before and the candidate is healthy: blessed"]
     blessed, reasons = True, []
     for name, metrics in candidate["domains"].items():
         new, old = metrics[BLESSING_METRIC], baseline["domains"].get(name, {}).get(BLESSING_METRIC, 0.0)
@@ -63,13 +87,22 @@ def bless(candidate: dict, baseline: dict | None, tolerance: float) -> tuple[boo
     return blessed, reasons
 
 
-def run_evaluator(examples_dir: str, saved_model_dir: str, serving_root: str, model_name: str, tolerance: float,
+def compare_with(examples_dir: str, candidate_valid: dict, baseline_dir: str | None, tolerance: float,
+                 protocol: EvalProtocol) -> dict:
+    """Blessing of a candidate (its valid result) against the model in `baseline_dir`."""
+    vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
+    baseline = evaluate(SavedModelScorer(baseline_dir, vocabulary), examples_dir, "valid", vocabulary, protocol) if baseline_dir else None
+    blessed, reasons = bless(candidate_valid, baseline, tolerance)
+    return {"baseline": baseline_dir, "baseline_valid": baseline, "blessed": blessed, "reasons": reasons}
+
+
+def run_evaluator(examples_dir: str, saved_model_dir: str, baseline_dir: str | None, tolerance: float,
                   protocol: EvalProtocol = EvalProtocol()) -> dict:
+    """Valid and test metrics of the candidate SavedModel, and its blessing against `baseline_dir`.
+
+    Returns {"test", "valid", "baseline", "baseline_valid", "blessed", "reasons"}."""
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
     candidate = SavedModelScorer(saved_model_dir, vocabulary)
     valid = evaluate(candidate, examples_dir, "valid", vocabulary, protocol)
     test = evaluate(candidate, examples_dir, "test", vocabulary, protocol)
-    baseline_dir = latest_version(serving_root, model_name) if serving_root else None
-    baseline = evaluate(SavedModelScorer(baseline_dir, vocabulary), examples_dir, "valid", vocabulary, protocol) if baseline_dir else None
-    blessed, reasons = bless(valid, baseline, tolerance)
-    return {"test": test, "valid": valid, "baseline": baseline_dir, "baseline_valid": baseline, "blessed": blessed, "reasons": reasons}
+    return {"test": test, "valid": valid, **compare_with(examples_dir, valid, baseline_dir, tolerance, protocol)}

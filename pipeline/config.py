@@ -1,66 +1,162 @@
-"""Pipeline configuration: typed defaults -> YAML file -> `--set key=value` flags.
+"""Pipeline configuration, defined once: typed defaults -> YAML file -> `--set key=value` flags.
 
-Keys of PipelineConfig are pipeline settings; any other key (or one written `model.KEY`) is a
-model setting checked against model_keras.config.ModelConfig. Everything ends up as a runtime
-parameter of the compiled pipeline (model settings as one JSON string), visible in pipeline.yaml.
+`PipelineConfig` holds every pipeline setting with its default and its check. The fields marked
+`runtime` are the parameters of the compiled pipeline (visible in pipeline.yaml); `create_pipeline`'s
+signature and the arguments of a run are both derived from them. Model settings live in
+`model_keras.config.ModelConfig`; here they travel as one dict (`model`, written `model.KEY` or bare
+KEY on the command line) and reach the pipeline as the JSON parameter `model_settings`.
+Every value is checked when the config is built, before any stage runs, and all problems are
+reported in one message.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
+from components.readers import FORMATS
 from components.transform import DEFAULT_INPUT
-from model_keras.config import ModelConfig
+from model_keras.config import ModelConfig, parse_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = {"epochs": 5, "embed_dim": 64, "num_blocks": 1, "batch_size": 128}
+DEFAULT_MODEL = {"epochs": 30, "patience": 5, "embed_dim": 64, "num_blocks": 2, "batch_size": 128}
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+KUBEFLOW_SERVING_ROOT = "/models"
+ALIASES = {"input": "input_path", "format": "input_format"}  # command-line flag names
+
+
+def runtime(default, doc: str):
+    """A field that is also a parameter of the compiled pipeline."""
+    return field(default=default, metadata={"runtime": True, "doc": doc})
+
+
+def setting(default, doc: str, **kwargs):
+    return field(default=default, metadata={"runtime": False, "doc": doc}, **kwargs)
 
 
 @dataclass
 class PipelineConfig:
-    input: str = os.path.relpath(DEFAULT_INPUT, REPO)
-    format: str = "syncrec"
-    root: str = "runs/local"
-    model_name: str = "syncrec"
-    max_len: int = 50
-    min_events: int = 3
-    min_item_count: int = 1
-    domains: str = ""  # comma-separated allow-list ("" = any)
-    domain_names: str = ""  # abxi: names of domain 0, 1, ...
-    num_negatives: int = 99
-    negative_pool: str = "domain"
-    blessing_tolerance: float = 0.01
-    max_rejected_fraction: float = 0.5
-    warm_start: str = ""  # ""/"none" = from scratch, "latest" = last pushed model, or a SavedModel path
-    serving_root: str = ""  # "" = ROOT/serving locally, /models on Kubeflow
-    model: dict = field(default_factory=lambda: dict(DEFAULT_MODEL))
+    """Every setting of a pipeline run; see each field's doc (`python -m pipeline settings` lists them)."""
 
+    input_path: str = runtime(os.path.relpath(DEFAULT_INPUT, REPO), "raw logs: files, directories or globs, comma-separated")
+    input_format: str = runtime("syncrec", f"one of {', '.join(FORMATS)}")
+    max_len: int = runtime(50, "T: the most recent steps kept per sequence")
+    min_events: int = runtime(3, "users with fewer events are quarantined (>= 3 for leave-one-out)")
+    min_item_count: int = runtime(1, "items seen fewer times map to their domain's OOV id")
+    domains: str = runtime("", "comma-separated allow-list of domains ('' = any)")
+    domain_names: str = runtime("", "abxi: names of domain 0, 1, ...")
+    warm_start: str = runtime("", "'' or 'none' = from scratch, 'latest' = the last pushed model, or a SavedModel path")
+    num_negatives: int = runtime(99, "evaluation: sampled negatives per user")
+    negative_pool: str = runtime("domain", "evaluation: negatives from the label's 'domain' or from 'all' items")
+    full_ranking: bool = runtime(False, "evaluation: rank the label among all items of its domain")
+    blessing_tolerance: float = runtime(0.01, "a domain's valid NDCG@10 may drop this much below the served model's")
+    max_rejected_fraction: float = runtime(0.5, "more quarantined rows than this stops the run")
+    model_name: str = runtime("syncrec", "the TF Serving model name: letters, digits, '_', '-', '.'")
+    serving_root: str = runtime("", f"TF Serving's model folder ('' = ROOT/serving locally, {KUBEFLOW_SERVING_ROOT} on Kubeflow)")
+    models_pvc: str = runtime("syncrec-models", "Kubeflow: the PersistentVolumeClaim that holds the serving root (see deploy/)")
+    root: str = setting("runs/local", "run-local: the run folder (report/, serving/, cache/, logs/, pipeline_root/)")
+    model: dict = setting(None, "model settings (model_keras.config.ModelConfig)")
+
+    def __post_init__(self):
+        if self.model is None:
+            self.model = dict(DEFAULT_MODEL)
+
+    # ------------------------------------------------------------------ checks
+    def problems(self) -> list[str]:
+        """Every problem with the values, all at once (types first, then ranges)."""
+        out = []
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[f.type]
+            if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+                out.append(f"{f.name} must be {'a whole number' if f.type == 'int' else 'a number' if f.type == 'float' else f'a {f.type}'} "
+                           f"(got {value!r})")
+        if out:
+            return out
+        checks = [
+            (self.input_format in FORMATS, f"input_format must be one of {list(FORMATS)} (got {self.input_format!r})"),
+            (1 <= self.max_len <= 4096, f"max_len must be in [1, 4096] (got {self.max_len})"),
+            (3 <= self.min_events <= 1_000_000, f"min_events must be in [3, 1000000] (got {self.min_events})"),
+            (1 <= self.min_item_count <= 1_000_000, f"min_item_count must be in [1, 1000000] (got {self.min_item_count})"),
+            (1 <= self.num_negatives <= 100_000, f"num_negatives must be in [1, 100000] (got {self.num_negatives})"),
+            (self.negative_pool in ("domain", "all"), f"negative_pool must be 'domain' or 'all' (got {self.negative_pool!r})"),
+            (math.isfinite(self.blessing_tolerance) and 0 <= self.blessing_tolerance <= 1,
+             f"blessing_tolerance must be in [0, 1] (got {self.blessing_tolerance})"),
+            (math.isfinite(self.max_rejected_fraction) and 0 <= self.max_rejected_fraction <= 1,
+             f"max_rejected_fraction must be in [0, 1] (got {self.max_rejected_fraction})"),
+            (bool(MODEL_NAME.fullmatch(self.model_name)),
+             f"model_name {self.model_name!r} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"),
+            (bool(self.input_path.strip()), "input_path must name at least one file, directory or glob"),
+        ]
+        out = [message for ok, message in checks if not ok]
+        try:
+            out += [f"model.{p}" for p in ModelConfig.from_dict(self.model).setting_problems()]
+        except ValueError as err:
+            out.append(str(err))
+        return out
+
+    def validate(self) -> "PipelineConfig":
+        problems = self.problems()
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+        return self
+
+    # ------------------------------------------------------------------ what the pipeline gets
     def model_settings(self) -> str:
-        ModelConfig.from_dict(self.model)
         return json.dumps(self.model, sort_keys=True)
 
     def paths(self) -> dict[str, str]:
+        """run-local's folders under ROOT."""
         root = os.path.abspath(self.root)
         return {"root": root, "serving_root": self.serving_root or os.path.join(root, "serving"), "cache_dir": os.path.join(root, "cache"),
-                "report_dir": os.path.join(root, "report"), "pipeline_root": os.path.join(root, "pipeline_root")}
+                "report_dir": os.path.join(root, "report"), "pipeline_root": os.path.join(root, "pipeline_root"),
+                "logs": os.path.join(root, "logs")}
+
+    def input_list(self, absolute: bool) -> str:
+        parts = [p.strip() for p in self.input_path.split(",") if p.strip()]
+        return ",".join(os.path.abspath(p) if absolute else p for p in parts)
 
 
-def _coerce(value: str):
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
+def runtime_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(PipelineConfig) if f.metadata.get("runtime")]
+
+
+# Parameters the pipeline has besides the runtime fields: model settings as JSON, and the two
+# run-local-only folders (empty on Kubeflow, where Kubeflow caches and the UI shows metrics).
+EXTRA_PARAMETERS = {"model_settings": (str, json.dumps(DEFAULT_MODEL, sort_keys=True)), "cache_dir": (str, ""), "report_dir": (str, "")}
+
+
+def pipeline_parameters() -> dict[str, tuple[type, Any]]:
+    """name -> (type, default on Kubeflow) of every parameter of the compiled pipeline."""
+    types = {"int": int, "float": float, "bool": bool, "str": str}
+    params = {f.name: (types[f.type], f.default) for f in runtime_fields()}
+    params["serving_root"] = (str, KUBEFLOW_SERVING_ROOT)
+    return {**params, **EXTRA_PARAMETERS}
+
+
+def pipeline_arguments(config: PipelineConfig, local: bool = True) -> dict:
+    """The pipeline's parameters for one run: local paths made absolute under ROOT, or Kubeflow's."""
+    paths = config.paths()
+    args = {f.name: getattr(config, f.name) for f in runtime_fields()}
+    args["input_path"] = config.input_list(absolute=local)
+    args["model_settings"] = config.model_settings()
+    args["serving_root"] = paths["serving_root"] if local else (config.serving_root or KUBEFLOW_SERVING_ROOT)
+    args["cache_dir"] = paths["cache_dir"] if local else ""
+    args["report_dir"] = paths["report_dir"] if local else ""
+    return args
 
 
 def apply_overrides(config: PipelineConfig, values: dict) -> PipelineConfig:
-    """Apply a dict of settings (from YAML or --set); unknown model keys fail naming them."""
+    """Apply settings (from YAML or --set): pipeline keys by name, anything else is a model setting."""
     names = {f.name for f in dataclasses.fields(PipelineConfig)} - {"model"}
     model = dict(config.model)
     for key, value in values.items():
+        key = ALIASES.get(key, key)
         if key == "model" and isinstance(value, dict):
             model.update(value)
         elif key in names:
@@ -73,6 +169,7 @@ def apply_overrides(config: PipelineConfig, values: dict) -> PipelineConfig:
 
 
 def load_config(yaml_path: str | None = None, sets: list[str] | None = None, **flags) -> PipelineConfig:
+    """Defaults, then the YAML file, then command-line flags, then --set; checked before returning."""
     config = PipelineConfig()
     if yaml_path:
         try:
@@ -84,10 +181,50 @@ def load_config(yaml_path: str | None = None, sets: list[str] | None = None, **f
             raise ValueError(f"config file {yaml_path} must hold a mapping of settings")
         apply_overrides(config, values)
     apply_overrides(config, {k: v for k, v in flags.items() if v is not None})
-    pairs = {}
-    for item in sets or []:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r} is not key=value (e.g. --set epochs=2)")
-        key, value = item.split("=", 1)
-        pairs[key.strip()] = _coerce(value)
-    return apply_overrides(config, pairs)
+    return apply_overrides(config, parse_settings(sets)).validate()
+
+
+def describe_settings() -> str:
+    """Every pipeline setting with its default and doc (for `python -m pipeline settings`)."""
+    lines = []
+    for f in dataclasses.fields(PipelineConfig):
+        default = f.default if f.name != "model" else DEFAULT_MODEL
+        lines.append(f"{f.name:<22} {default!r:<34} {f.metadata.get('doc', '')}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Kubernetes requests and limits of one component's container."""
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+@dataclass(frozen=True)
+class KubeflowConfig:
+    """How the compiled pipeline runs on a cluster (compile-time: image, volume, caching, retries, resources).
+
+    The serving root is a PersistentVolumeClaim (`models_pvc`, a run-time parameter) mounted at
+    `serving_root` in every task that reads or writes it, and in TF Serving (deploy/)."""
+
+    image: str = "syncrec:latest"
+    enable_caching: bool = True  # Kubeflow's task cache (`compile --no-cache` turns it off)
+    models_mount: str = KUBEFLOW_SERVING_ROOT
+    resources: dict = field(default_factory=lambda: {
+        "import-schema": Resources("100m", "1", "256M", "1G"),
+        "transform-examples": Resources("2", "4", "4G", "8G"),
+        "validate-examples": Resources("1", "2", "2G", "4G"),
+        "resolve-baseline": Resources("100m", "1", "256M", "1G"),
+        "train-model": Resources("4", "8", "8G", "16G"),
+        "evaluate-model": Resources("2", "4", "4G", "8G"),
+        "push-model": Resources("500m", "2", "2G", "4G"),
+        "skip-push": Resources("100m", "1", "256M", "1G"),
+        "write-report": Resources("100m", "1", "512M", "2G"),
+    })
+    retries: dict = field(default_factory=lambda: {"train-model": 2, "push-model": 3})  # with exponential backoff
+    timeouts_s: dict = field(default_factory=lambda: {"transform-examples": 6 * 3600, "validate-examples": 3600, "train-model": 24 * 3600,
+                                                      "evaluate-model": 3600, "push-model": 1800})
+    default_timeout_s: int = 600

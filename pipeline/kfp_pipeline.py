@@ -2,21 +2,29 @@
 
 Components are containerized Python components on one image with the project baked in
 (Dockerfile; `install_kfp_package=False`, so nothing is pip-installed at run time). Their bodies
-only call pipeline.stages; artifact names follow TFX (Examples, Schema, ExampleAnomalies, Model,
-ModelEvaluation, ModelBlessing, PushedModel). Every per-run value is a pipeline parameter.
+only call pipeline.stages, with keywords; artifact names follow TFX (Examples, Schema,
+ExampleAnomalies, Model, ModelEvaluation, ModelBlessing, PushedModel). The decisions are steps of
+the graph: a Resolver finds the served model, the Evaluator outputs `blessed`, and the Pusher runs
+under `dsl.If(blessed)`; the Report runs either way. The pipeline's parameters are derived from
+pipeline.config (one definition each); Kubeflow settings come from pipeline.config.KubeflowConfig.
 (No `from __future__ import annotations` here: KFP reads the annotations as types.)
 """
 
+import inspect
 import os
+from typing import NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-IMAGE = os.environ.get("SYNCREC_IMAGE", "syncrec:latest")
+from pipeline.config import KubeflowConfig, pipeline_parameters
+
+KUBEFLOW = KubeflowConfig(image=os.environ.get("SYNCREC_IMAGE", KubeflowConfig.image),
+                          enable_caching=os.environ.get("SYNCREC_KFP_CACHING", "1") != "0")
 
 
 def _component(func):
-    return dsl.component(func, base_image=IMAGE, install_kfp_package=False)
+    return dsl.component(func, base_image=KUBEFLOW.image, install_kfp_package=False)
 
 
 @_component
@@ -24,7 +32,7 @@ def import_schema(schema: Output[Artifact]):
     """ImportSchemaGen: the curated schemas/sequence_example.pbtxt."""
     from pipeline.stages import import_schema_stage
 
-    import_schema_stage(schema.path)
+    import_schema_stage(schema_dir=schema.path)
 
 
 @_component
@@ -33,8 +41,9 @@ def transform_examples(input_path: str, input_format: str, max_len: int, min_eve
     """ExampleGen + Transform: raw logs -> SequenceExamples, vocabulary, stats, quarantine."""
     from pipeline.stages import transform_stage
 
-    stage = transform_stage(input_path, input_format, max_len, min_events, min_item_count, domains, domain_names, cache_dir, examples.path)
-    examples.metadata.update(stage)
+    examples.metadata.update(transform_stage(
+        input_path=input_path, input_format=input_format, max_len=max_len, min_events=min_events, min_item_count=min_item_count,
+        domains=domains, domain_names=domain_names, cache_dir=cache_dir, examples_dir=examples.path))
 
 
 @_component
@@ -43,72 +52,131 @@ def validate_examples(examples: Input[Dataset], schema: Input[Artifact], max_rej
     """ExampleValidator: stops the run with a readable report when examples break the schema."""
     from pipeline.stages import validate_stage
 
-    result = validate_stage(examples.path, schema.path, max_rejected_fraction, anomalies.path, report_dir)
+    result = validate_stage(examples_dir=examples.path, schema_dir=schema.path, max_rejected_fraction=max_rejected_fraction,
+                            anomalies_dir=anomalies.path, report_dir=report_dir)
     anomalies.metadata["examples"] = result["examples"]
 
 
 @_component
-def train_model(examples: Input[Dataset], anomalies: Input[Artifact], model_settings: str, warm_start: str,
-                serving_root: str, model_name: str, cache_dir: str, model: Output[Model]):
-    """Trainer: the Keras SyNCRec model (run_fn), selected on the valid split, exported."""
-    from pipeline.stages import train_stage
+def resolve_baseline(serving_root: str, model_name: str) -> str:
+    """Resolver: the model served now (the latest pushed version), '' when there is none."""
+    from pipeline.stages import resolve_baseline_stage
 
-    model.metadata.update(train_stage(examples.path, model_settings, warm_start, serving_root, model_name, cache_dir, model.path))
+    return resolve_baseline_stage(serving_root=serving_root, model_name=model_name)
 
 
 @_component
-def evaluate_model(examples: Input[Dataset], model: Input[Model], serving_root: str, model_name: str, blessing_tolerance: float,
-                   num_negatives: int, negative_pool: str, evaluation: Output[Metrics], blessing: Output[Artifact]):
-    """Evaluator: per-domain HR/NDCG/MRR, blessing against the last pushed model."""
+def train_model(examples: Input[Dataset], anomalies: Input[Artifact], model_settings: str, warm_start: str, baseline: str,
+                cache_dir: str, model: Output[Model]):
+    """Trainer: the Keras model (run_fn), early-stopped and selected on the valid split, exported."""
+    from pipeline.stages import train_stage
+
+    model.metadata.update(train_stage(examples_dir=examples.path, model_settings=model_settings, warm_start=warm_start,
+                                      baseline=baseline, cache_dir=cache_dir, model_dir=model.path))
+
+
+@_component
+def evaluate_model(examples: Input[Dataset], model: Input[Model], baseline: str, blessing_tolerance: float, num_negatives: int,
+                   negative_pool: str, full_ranking: bool, evaluation: Output[Metrics],
+                   blessing: Output[Artifact]) -> NamedTuple("EvaluatorOutputs", [("blessed", bool)]):
+    """Evaluator: per-domain HR/NDCG/MRR on test; blessing on valid against the resolved baseline."""
+    from collections import namedtuple
+
     from pipeline.stages import evaluate_stage
 
-    result = evaluate_stage(examples.path, model.path, serving_root, model_name, blessing_tolerance, num_negatives, negative_pool, blessing.path)
+    result = evaluate_stage(examples_dir=examples.path, model_dir=model.path, baseline=baseline, blessing_tolerance=blessing_tolerance,
+                            num_negatives=num_negatives, negative_pool=negative_pool, full_ranking=full_ranking,
+                            evaluation_dir=blessing.path)
     for domain, metrics in result["test"]["domains"].items():
         for name in ("HR@10", "NDCG@10", "MRR"):
             evaluation.log_metric(f"{domain}/{name}", metrics[name])
     blessing.metadata["blessed"] = result["blessed"]
+    return namedtuple("EvaluatorOutputs", ["blessed"])(result["blessed"])
 
 
 @_component
 def push_model(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], serving_root: str, model_name: str,
-               report_dir: str, pushed_model: Output[Artifact]):
-    """Pusher: blessed models only, into <serving_root>/<model_name>/<version>/."""
+               blessing_tolerance: float, pushed_model: Output[Artifact]) -> str:
+    """Pusher: a new version under <serving_root>/<model_name>/ (blessing re-checked under the push lock)."""
     from pipeline.stages import push_stage
 
-    pushed_model.metadata["pushed_to"] = push_stage(model.path, blessing.path, examples.path, serving_root, model_name, report_dir)
+    pushed = push_stage(model_dir=model.path, evaluation_dir=blessing.path, examples_dir=examples.path, serving_root=serving_root,
+                        model_name=model_name, blessing_tolerance=blessing_tolerance)
+    pushed_model.metadata["pushed_to"] = pushed
+    return pushed
 
 
-@dsl.pipeline(name="syncrec", description="SyNCRec: validate, transform, train, evaluate, bless and push a cross-domain sequential recommender.")
-def create_pipeline(
-    input_path: str = "data/amazon-sample/amazon_seq.txt",
-    input_format: str = "syncrec",
-    max_len: int = 50,
-    min_events: int = 3,
-    min_item_count: int = 1,
-    domains: str = "",
-    domain_names: str = "",
-    model_settings: str = '{"batch_size": 128, "embed_dim": 64, "epochs": 5, "num_blocks": 1}',
-    warm_start: str = "",
-    num_negatives: int = 99,
-    negative_pool: str = "domain",
-    blessing_tolerance: float = 0.01,
-    max_rejected_fraction: float = 0.5,
-    model_name: str = "syncrec",
-    serving_root: str = "/models",
-    cache_dir: str = "",
-    report_dir: str = "",
-):
-    schema = import_schema().set_display_name("ImportSchemaGen")
-    transform = transform_examples(input_path=input_path, input_format=input_format, max_len=max_len, min_events=min_events,
-                                   min_item_count=min_item_count, domains=domains, domain_names=domain_names, cache_dir=cache_dir)
-    transform.set_display_name("Transform").set_cpu_limit("2").set_memory_limit("8G")
-    validate = validate_examples(examples=transform.outputs["examples"], schema=schema.outputs["schema"],
-                                 max_rejected_fraction=max_rejected_fraction, report_dir=report_dir).set_display_name("ExampleValidator")
-    train = train_model(examples=transform.outputs["examples"], anomalies=validate.outputs["anomalies"], model_settings=model_settings,
-                        warm_start=warm_start, serving_root=serving_root, model_name=model_name, cache_dir=cache_dir)
-    train.set_display_name("Trainer").set_cpu_limit("4").set_memory_limit("16G")
-    evaluate = evaluate_model(examples=transform.outputs["examples"], model=train.outputs["model"], serving_root=serving_root,
-                              model_name=model_name, blessing_tolerance=blessing_tolerance, num_negatives=num_negatives,
-                              negative_pool=negative_pool).set_display_name("Evaluator")
-    push_model(model=train.outputs["model"], blessing=evaluate.outputs["blessing"], examples=transform.outputs["examples"],
-               serving_root=serving_root, model_name=model_name, report_dir=report_dir).set_display_name("Pusher")
+@_component
+def skip_push() -> str:
+    """The Evaluator did not bless the model: nothing is pushed."""
+    from pipeline.stages import skip_push_stage
+
+    return skip_push_stage()
+
+
+@_component
+def write_report(examples: Input[Dataset], model: Input[Model], blessing: Input[Artifact], pushed_to: str, report_dir: str,
+                 report: Output[Artifact]):
+    """Report: test metrics, data accounting, blessing reasons and where the model went (report/metrics.json)."""
+    from pipeline.stages import report_stage
+
+    report.metadata.update({"pushed_to": pushed_to, **{k: v for k, v in report_stage(
+        examples_dir=examples.path, model_dir=model.path, evaluation_dir=blessing.path, pushed_to=pushed_to,
+        report_dir=report_dir).items() if k in ("blessed", "all")}})
+
+
+def _on_cluster(task, name: str, models_pvc=None):
+    """Display name, resources, caching, retries and timeout from KubeflowConfig; the models volume where needed."""
+    resources = KUBEFLOW.resources[name]
+    task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
+    task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
+    task.set_caching_options(KUBEFLOW.enable_caching)
+    if name in KUBEFLOW.retries:
+        task.set_retry(num_retries=KUBEFLOW.retries[name], backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+    kubernetes.set_timeout(task, KUBEFLOW.timeouts_s.get(name, KUBEFLOW.default_timeout_s))
+    if models_pvc is not None:
+        kubernetes.mount_pvc(task, pvc_name=models_pvc, mount_path=KUBEFLOW.models_mount)
+    return task
+
+
+# Tasks that read or write the serving root, which must be the shared models volume on a cluster.
+USES_MODELS_VOLUME = ("resolve-baseline", "train-model", "evaluate-model", "push-model")
+
+
+def _pipeline_body(*values):
+    p = dict(zip(PARAMETERS, values))
+    schema = _on_cluster(import_schema().set_display_name("ImportSchemaGen"), "import-schema")
+    transform = _on_cluster(transform_examples(
+        input_path=p["input_path"], input_format=p["input_format"], max_len=p["max_len"], min_events=p["min_events"],
+        min_item_count=p["min_item_count"], domains=p["domains"], domain_names=p["domain_names"], cache_dir=p["cache_dir"],
+    ).set_display_name("Transform"), "transform-examples")
+    examples = transform.outputs["examples"]
+    validate = _on_cluster(validate_examples(examples=examples, schema=schema.outputs["schema"], max_rejected_fraction=p["max_rejected_fraction"],
+                                             report_dir=p["report_dir"]).set_display_name("ExampleValidator"), "validate-examples")
+    resolver = _on_cluster(resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]).set_display_name("Resolver"),
+                           "resolve-baseline", p["models_pvc"])
+    train = _on_cluster(train_model(examples=examples, anomalies=validate.outputs["anomalies"], model_settings=p["model_settings"],
+                                    warm_start=p["warm_start"], baseline=resolver.output, cache_dir=p["cache_dir"]).set_display_name("Trainer"),
+                        "train-model", p["models_pvc"])
+    evaluate = _on_cluster(evaluate_model(examples=examples, model=train.outputs["model"], baseline=resolver.output,
+                                          blessing_tolerance=p["blessing_tolerance"], num_negatives=p["num_negatives"],
+                                          negative_pool=p["negative_pool"], full_ranking=p["full_ranking"]).set_display_name("Evaluator"),
+                           "evaluate-model", p["models_pvc"])
+    with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
+        push = _on_cluster(push_model(model=train.outputs["model"], blessing=evaluate.outputs["blessing"], examples=examples,
+                                      serving_root=p["serving_root"], model_name=p["model_name"],
+                                      blessing_tolerance=p["blessing_tolerance"]).set_display_name("Pusher"), "push-model", p["models_pvc"])
+    with dsl.Else(name="not-blessed"):
+        skipped = _on_cluster(skip_push().set_display_name("NotPushed"), "skip-push")
+    _on_cluster(write_report(examples=examples, model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
+                             pushed_to=dsl.OneOf(push.outputs["Output"], skipped.output), report_dir=p["report_dir"]).set_display_name("Report"),
+                "write-report")
+
+
+PARAMETERS = pipeline_parameters()
+_pipeline_body.__signature__ = inspect.Signature([
+    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
+    for name, (kind, default) in PARAMETERS.items()])
+_pipeline_body.__annotations__ = {name: kind for name, (kind, _) in PARAMETERS.items()}
+create_pipeline = dsl.pipeline(name="syncrec", description="SyNCRec: validate, transform, train, evaluate, bless and push "
+                               "a cross-domain sequential recommender.")(_pipeline_body)

@@ -1,8 +1,9 @@
 """What each pipeline component does, as plain functions over directories.
 
 The KFP components in kfp_pipeline.py only call these (so Kubeflow runs the code baked into the
-image, and tests run the same functions directly). Each stage writes a `_stage.json` beside its
-outputs saying whether it came from the cache and under which key.
+image, and tests run the same functions directly), always with keywords. Stages that can be reused
+write a `_stage.json` beside their outputs saying whether they came from run-local's cache; each
+stage reports its start and end to pipeline.progress.
 """
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import json
 import os
 import shutil
 
-from pipeline import cache
 from components.readers import expand_input, is_data_file
+from pipeline import cache
+from pipeline.progress import StageTimer, note
 
 STAGE_FILE = "_stage.json"
+EVALUATION_FILE = "evaluation.json"
 
 
 def _write_json(path: str, payload: dict) -> None:
@@ -29,10 +32,11 @@ def _read_json(path: str) -> dict:
 
 
 def input_files(input_path: str) -> list[str]:
-    """Files of a comma-separated list of paths, directories or globs (retraining adds to it).
+    """Data files of a comma-separated list of paths, directories or globs (retraining adds to it).
 
     A relative pattern that matches nothing here is tried against the code folder, so the default
-    `data/amazon-sample/...` works in the component image whatever its working directory."""
+    `data/amazon-sample/...` works in the component image whatever its working directory.
+    Raises components.readers.InputError when a pattern matches no file."""
     files: list[str] = []
     for pattern in [p.strip() for p in input_path.split(",") if p.strip()]:
         if not os.path.isabs(pattern) and not glob.glob(pattern) and glob.glob(os.path.join(cache.REPO, pattern)):
@@ -41,113 +45,213 @@ def input_files(input_path: str) -> list[str]:
     return files
 
 
-def import_schema_stage(schema_dir: str) -> str:
+def import_schema_stage(*, schema_dir: str) -> str:
+    """ImportSchemaGen. Args: schema_dir: output folder. Returns: the path of the copied schema.pbtxt."""
     from components.validator import write_schema_copy
 
-    return write_schema_copy(schema_dir)
+    with StageTimer("schema"):
+        return write_schema_copy(schema_dir)
 
 
-def transform_stage(input_path: str, input_format: str, max_len: int, min_events: int, min_item_count: int,
+def transform_stage(*, input_path: str, input_format: str, max_len: int, min_events: int, min_item_count: int,
                     domains: str, domain_names: str, cache_dir: str, examples_dir: str) -> dict:
+    """Transform: raw logs -> SequenceExamples (components.transform), reused from the cache when the
+    inputs' contents, the settings and the data-path code are unchanged.
+
+    Args: the transform settings (see pipeline.config.PipelineConfig), cache_dir ('' = no cache) and
+        examples_dir (output). Returns: {"cache_hit", "key", "users", "rows_read"} (also in _stage.json)."""
     from components.transform import TransformConfig, run_transform
 
-    files = input_files(input_path)
-    params = {"format": input_format, "max_len": max_len, "min_events": min_events, "min_item_count": min_item_count,
-              "domains": domains, "domain_names": domain_names}
-    key = cache.fingerprint(files, params, code_dirs=cache.TRANSFORM_CODE)
-    hit = cache.restore(cache_dir, "transform", key, examples_dir)
-    if not hit:
-        pattern = files[0] if len(files) == 1 else os.path.join(os.path.dirname(examples_dir), "_inputs", "*")
-        if len(files) > 1:  # several inputs: link them side by side so one glob reads them all
-            shutil.rmtree(os.path.dirname(pattern), ignore_errors=True)
-            os.makedirs(os.path.dirname(pattern))
-            for index, path in enumerate(files):
-                os.symlink(os.path.abspath(path), os.path.join(os.path.dirname(pattern), f"{index:05d}-{os.path.basename(path)}"))
-        config = TransformConfig(
-            input=pattern, format=input_format, output=examples_dir, max_len=max_len, min_events=min_events,
-            min_item_count=min_item_count, domains=[d for d in domains.split(",") if d] or None,
-            domain_names=[d for d in domain_names.split(",") if d],
-        )
-        run_transform(config)
-        cache.store(cache_dir, "transform", key, examples_dir)
-    stats = _read_json(os.path.join(examples_dir, "stats.json"))
-    stage = {"cache_hit": hit, "key": key, "users": stats["users"], "rows_read": stats["rows_read"]}
-    _write_json(os.path.join(examples_dir, STAGE_FILE), stage)
-    return stage
+    with StageTimer("transform") as progress:
+        files = input_files(input_path)
+        config = TransformConfig(input="", format=input_format, output=examples_dir, max_len=max_len, min_events=min_events,
+                                 min_item_count=min_item_count, domains=[d for d in domains.split(",") if d] or None,
+                                 domain_names=[d for d in domain_names.split(",") if d])
+        params = {"format": input_format, "max_len": max_len, "min_events": min_events, "min_item_count": min_item_count,
+                  "domains": domains, "domain_names": domain_names}
+        key = cache.fingerprint(files, params, code_dirs=cache.TRANSFORM_CODE)
+        hit = cache.restore(cache_dir, "transform", key, examples_dir)
+        if not hit:
+            config.input = _link_inputs(files, os.path.dirname(examples_dir))
+            run_transform(config)
+            cache.store(cache_dir, "transform", key, examples_dir)
+        stats = _read_json(os.path.join(examples_dir, "stats.json"))
+        stage = {"cache_hit": hit, "key": key, "users": stats["users"], "rows_read": stats["rows_read"]}
+        _write_json(os.path.join(examples_dir, STAGE_FILE), stage)
+        progress.update(cache=hit, detail=f"{stats['rows_read']:,} rows, {stats['users']:,} users, {stats['rows_rejected']:,} quarantined")
+        return stage
 
 
-def validate_stage(examples_dir: str, schema_dir: str, max_rejected_fraction: float, anomalies_dir: str, report_dir: str) -> dict:
+def _link_inputs(files: list[str], work_dir: str) -> str:
+    """One path or glob that reads exactly `files` (several inputs are linked side by side)."""
+    if len(files) == 1:
+        return files[0]
+    folder = os.path.join(work_dir, "_inputs")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    for index, path in enumerate(files):
+        os.symlink(os.path.abspath(path), os.path.join(folder, f"{index:05d}-{os.path.basename(path)}"))
+    return os.path.join(folder, "*")
+
+
+def validate_stage(*, examples_dir: str, schema_dir: str, max_rejected_fraction: float, anomalies_dir: str, report_dir: str) -> dict:
+    """ExampleValidator: every example against the schema, and the rejection rate.
+
+    Writes anomalies.json (and report_dir/anomalies.txt when given). Raises AnomaliesFound with the
+    readable report when anything is wrong, which stops the run. Returns the validation result."""
     from components.validator import AnomaliesFound, format_report, validate_examples
 
-    result = validate_examples(examples_dir, os.path.join(schema_dir, "schema.pbtxt"), max_rejected_fraction)
-    report = format_report(result)
-    _write_json(os.path.join(anomalies_dir, "anomalies.json"), result)
-    if report_dir:
-        os.makedirs(report_dir, exist_ok=True)
-        with open(os.path.join(report_dir, "anomalies.txt"), "w", encoding="utf-8") as handle:
-            handle.write(report + "\n")
-    if result["anomalies"]:
-        raise AnomaliesFound(report)
-    return result
+    with StageTimer("validate") as progress:
+        result = validate_examples(examples_dir, os.path.join(schema_dir, "schema.pbtxt"), max_rejected_fraction)
+        report = format_report(result)
+        _write_json(os.path.join(anomalies_dir, "anomalies.json"), result)
+        if report_dir:
+            os.makedirs(report_dir, exist_ok=True)
+            with open(os.path.join(report_dir, "anomalies.txt"), "w", encoding="utf-8") as handle:
+                handle.write(report + "\n")
+        if result["anomalies"]:
+            raise AnomaliesFound(report)
+        progress.update(detail=f"{sum(result['examples'].values()):,} examples, no anomalies")
+        return result
 
 
-def resolve_warm_start(warm_start: str, serving_root: str, model_name: str) -> str | None:
+def resolve_baseline_stage(*, serving_root: str, model_name: str) -> str:
+    """Resolver: the model served now (the latest pushed version), '' when none. The trainer warm-starts
+    from it (warm_start=latest) and the evaluator blesses against it."""
     from pipeline.blessing import latest_version
 
-    if not warm_start or warm_start == "none":
-        return None
-    if warm_start == "latest":
-        return latest_version(serving_root, model_name)
-    return warm_start
+    with StageTimer("resolve") as progress:
+        baseline = latest_version(serving_root, model_name) or ""
+        progress.update(detail=f"serving {baseline}" if baseline else "nothing served yet")
+        return baseline
 
 
-def train_stage(examples_dir: str, model_settings: str, warm_start: str, serving_root: str, model_name: str,
-                cache_dir: str, model_dir: str) -> dict:
+def train_stage(*, examples_dir: str, model_settings: str, warm_start: str, baseline: str, cache_dir: str, model_dir: str) -> dict:
+    """Trainer: model_keras.train.run_fn, reused from the cache for the same examples, settings, start and code.
+
+    Args: model_settings (JSON of ModelConfig fields), warm_start ('' / 'none' / 'latest' / a SavedModel),
+        baseline (the resolver's output, used by 'latest'). Returns: {"cache_hit", "key", "warm_start"}.
+    Raises: model_keras.train.TrainingDiverged when the loss becomes NaN (the run fails, nothing is pushed)."""
     from model_keras.config import ModelConfig
     from model_keras.train import run_fn
 
-    settings = json.loads(model_settings or "{}")
-    start = resolve_warm_start(warm_start, serving_root, model_name)
-    examples_key = _read_json(os.path.join(examples_dir, STAGE_FILE))["key"]
-    warm_files = [os.path.join(start, "saved_model.pb")] if start else []
-    key = cache.fingerprint(warm_files, {"settings": settings, "examples": examples_key, "warm_start": bool(start)}, code_dirs=cache.TRAIN_CODE)
-    hit = cache.restore(cache_dir, "train", key, model_dir)
-    if not hit:
-        run_fn(examples_dir, model_dir, ModelConfig.from_dict(settings), warm_start=start, verbose=2)
-        shutil.rmtree(os.path.join(model_dir, "checkpoints"), ignore_errors=True)  # resume state is not an output
-        cache.store(cache_dir, "train", key, model_dir)
-    stage = {"cache_hit": hit, "key": key, "warm_start": start}
-    _write_json(os.path.join(model_dir, STAGE_FILE), stage)
-    return stage
+    with StageTimer("train") as progress:
+        settings = json.loads(model_settings or "{}")
+        start = {"": None, "none": None, "latest": baseline or None}.get(warm_start, warm_start)
+        examples_key = _read_json(os.path.join(examples_dir, STAGE_FILE))["key"]
+        warm_files = [os.path.join(start, "saved_model.pb")] if start else []
+        key = cache.fingerprint(warm_files, {"settings": settings, "examples": examples_key, "warm_start": bool(start)},
+                                code_dirs=cache.TRAIN_CODE)
+        hit = cache.restore(cache_dir, "train", key, model_dir)
+        if not hit:
+            config = ModelConfig.from_dict(settings)
+            summary = run_fn(examples_dir, model_dir, config, warm_start=start, verbose=0, callbacks=[EpochProgress(config.epochs)])
+            shutil.rmtree(os.path.join(model_dir, "checkpoints"), ignore_errors=True)  # resume state is not an output
+            cache.store(cache_dir, "train", key, model_dir)
+        training = _read_json(os.path.join(model_dir, "training.json"))
+        stage = {"cache_hit": hit, "key": key, "warm_start": start}
+        _write_json(os.path.join(model_dir, STAGE_FILE), stage)
+        progress.update(cache=hit, detail=(f"warm start from {start}; " if start else "") +
+                        f"best epoch {training['best_epoch']} of {training['last_epoch']}, valid NDCG@10 {training['valid']['all']['NDCG@10']:.4f}")
+        return stage
 
 
-def evaluate_stage(examples_dir: str, model_dir: str, serving_root: str, model_name: str, blessing_tolerance: float,
-                   num_negatives: int, negative_pool: str, evaluation_dir: str) -> dict:
-    from pipeline.blessing import run_evaluator
+class EpochProgress:
+    """A Keras callback that reports each epoch to pipeline.progress (built lazily: no TF import here)."""
+
+    def __new__(cls, epochs: int):
+        import tensorflow as tf
+
+        class _Callback(tf.keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best, self.best_epoch = -1.0, 0
+
+            def on_epoch_end(self, epoch, logs=None):
+                ndcg = float((logs or {}).get("val_NDCG@10", 0.0))
+                if ndcg > self.best:
+                    self.best, self.best_epoch = ndcg, epoch + 1
+                note("epoch", "train", epoch=epoch + 1, epochs=epochs, ndcg=ndcg, best=self.best_epoch)
+
+        return _Callback()
+
+
+def evaluate_stage(*, examples_dir: str, model_dir: str, baseline: str, blessing_tolerance: float, num_negatives: int,
+                   negative_pool: str, full_ranking: bool, evaluation_dir: str) -> dict:
+    """Evaluator: per-domain test metrics, and blessing on valid against the resolver's baseline.
+
+    Writes evaluation_dir/evaluation.json. Returns pipeline.blessing.run_evaluator's result."""
     from model_keras.evaluation import EvalProtocol
+    from pipeline.blessing import run_evaluator
 
-    protocol = EvalProtocol(num_negatives=num_negatives, pool=negative_pool)
-    result = run_evaluator(examples_dir, os.path.join(model_dir, "saved_model"), serving_root, model_name, blessing_tolerance, protocol)
-    _write_json(os.path.join(evaluation_dir, "evaluation.json"), result)
-    return result
+    with StageTimer("evaluate") as progress:
+        protocol = EvalProtocol(num_negatives=num_negatives, pool=negative_pool, full_ranking=full_ranking)
+        result = run_evaluator(examples_dir, os.path.join(model_dir, "saved_model"), baseline or None, blessing_tolerance, protocol)
+        result["protocol"] = {"num_negatives": num_negatives, "pool": negative_pool, "full_ranking": full_ranking}
+        _write_json(os.path.join(evaluation_dir, EVALUATION_FILE), result)
+        progress.update(detail=f"test NDCG@10 {result['test']['all']['NDCG@10']:.4f}; {'blessed' if result['blessed'] else 'NOT blessed'}")
+        return result
 
 
-def push_stage(model_dir: str, evaluation_dir: str, examples_dir: str, serving_root: str, model_name: str, report_dir: str) -> str:
-    from pipeline.pusher import push
+def push_stage(*, model_dir: str, evaluation_dir: str, examples_dir: str, serving_root: str, model_name: str,
+               blessing_tolerance: float) -> str:
+    """Pusher (runs only when the Evaluator blessed the model): a new version under the serving root's lock.
 
-    evaluation = _read_json(os.path.join(evaluation_dir, "evaluation.json"))
-    pushed_to = push(os.path.join(model_dir, "saved_model"), serving_root, model_name) if evaluation["blessed"] else None
-    stats = _read_json(os.path.join(examples_dir, "stats.json"))
-    report = {
-        "domains": evaluation["test"]["domains"],
-        "data": {k: stats[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "users", "items", "interactions")},
-        "all": evaluation["test"]["all"],
-        "blessed": evaluation["blessed"],
-        "pushed_to": pushed_to,
-        "blessing": {"baseline": evaluation["baseline"], "reasons": evaluation["reasons"], "valid": evaluation["valid"]},
-        "cache": {"transform": _read_json(os.path.join(examples_dir, STAGE_FILE))["cache_hit"],
-                  "train": _read_json(os.path.join(model_dir, STAGE_FILE))["cache_hit"]},
-    }
-    if report_dir:
-        _write_json(os.path.join(report_dir, "metrics.json"), report)
-    return pushed_to or ""
+    If another run pushed since this one was evaluated, the blessing is checked again against the
+    version that is latest now (compare-and-swap), and a candidate that is worse is not pushed.
+    Returns: the pushed version's path, or '' when the re-check refused it."""
+    from model_keras.evaluation import EvalProtocol
+    from pipeline.blessing import compare_with, latest_version
+    from pipeline.pusher import push_locked, serving_lock
+
+    with StageTimer("push") as progress:
+        evaluation = _read_json(os.path.join(evaluation_dir, EVALUATION_FILE))
+        with serving_lock(serving_root):
+            latest = latest_version(serving_root, model_name)
+            if latest != evaluation["baseline"]:
+                recheck = compare_with(examples_dir, evaluation["valid"], latest, blessing_tolerance, EvalProtocol(**_protocol_args(evaluation)))
+                _write_json(os.path.join(evaluation_dir, "recheck.json"), recheck)
+                if not recheck["blessed"]:
+                    progress.update(detail=f"not pushed: {latest} was pushed meanwhile and is better")
+                    return ""
+            pushed = push_locked(os.path.join(model_dir, "saved_model"), serving_root, model_name)
+        progress.update(detail=f"-> {pushed}")
+        return pushed
+
+
+def skip_push_stage() -> str:
+    """The Evaluator did not bless the model: nothing is pushed. Returns ''."""
+    with StageTimer("skip") as progress:
+        progress.update(detail="the model was not blessed: nothing pushed")
+        return ""
+
+
+def _protocol_args(evaluation: dict) -> dict:
+    p = evaluation["protocol"]
+    return {"num_negatives": p["num_negatives"], "pool": p["pool"], "full_ranking": p["full_ranking"]}
+
+
+def report_stage(*, examples_dir: str, model_dir: str, evaluation_dir: str, pushed_to: str, report_dir: str) -> dict:
+    """Report: test metrics per domain, the data's accounting, the blessing and where the model went.
+
+    Writes report_dir/metrics.json when report_dir is given. Returns the report."""
+    with StageTimer("report"):
+        evaluation = _read_json(os.path.join(evaluation_dir, EVALUATION_FILE))
+        recheck_path = os.path.join(evaluation_dir, "recheck.json")
+        reasons = evaluation["reasons"] + (_read_json(recheck_path)["reasons"] if os.path.exists(recheck_path) and not pushed_to else [])
+        stats = _read_json(os.path.join(examples_dir, "stats.json"))
+        training = _read_json(os.path.join(model_dir, "training.json"))
+        report = {
+            "domains": evaluation["test"]["domains"],
+            "all": evaluation["test"]["all"],
+            "data": {k: stats[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "users", "items", "interactions")},
+            "training": {"best_epoch": training["best_epoch"], "last_epoch": training["last_epoch"]},
+            "blessed": evaluation["blessed"] and bool(pushed_to),
+            "pushed_to": pushed_to or None,
+            "blessing": {"baseline": evaluation["baseline"], "reasons": reasons, "valid": evaluation["valid"]},
+            "cache": {"transform": _read_json(os.path.join(examples_dir, STAGE_FILE))["cache_hit"],
+                      "train": _read_json(os.path.join(model_dir, STAGE_FILE))["cache_hit"]},
+        }
+        if report_dir:
+            _write_json(os.path.join(report_dir, "metrics.json"), report)
+        return report

@@ -4,14 +4,17 @@ import os
 
 import pytest
 
+from components.validator import format_report, validate_examples
+from model_keras.metrics import METRICS
 from pipeline import cache
 from pipeline.blessing import bless, latest_version
-from pipeline.pusher import push
-from components.validator import format_report, validate_examples
+from pipeline.pusher import models_config, push
 
 
-def metrics(**ndcg):
-    return {"domains": {d: {"NDCG@10": v} for d, v in ndcg.items()}}
+def metrics(health=None, **ndcg):
+    row = lambda v: {**{m: v for m in METRICS}, "users": 100}  # noqa: E731
+    return {"domains": {d: row(v) for d, v in ndcg.items()}, "all": row(sum(ndcg.values()) / len(ndcg)),
+            "health": health or {"non_finite_scores": 0, "constant_score_users": 0}}
 
 
 def test_blessing_rules():
@@ -19,6 +22,17 @@ def test_blessing_rules():
     assert bless(metrics(A=0.30, B=0.20), metrics(A=0.30, B=0.21), 0.01)[0]
     blessed, reasons = bless(metrics(A=0.40, B=0.10), metrics(A=0.30, B=0.20), 0.01)
     assert not blessed and "B: NDCG@10 0.1000 vs 0.2000" in reasons[1] and reasons[1].endswith("worse")
+
+
+@pytest.mark.parametrize("health, value, reason", [
+    ({"non_finite_scores": 5, "constant_score_users": 0}, 0.9, "5 scores are NaN or infinite"),
+    ({"non_finite_scores": 0, "constant_score_users": 100}, 0.1, "100 of 100 users got the same score"),
+    (None, float("nan"), "a metric is not finite"),
+])
+def test_a_broken_candidate_is_never_blessed_not_even_first(health, value, reason):
+    for baseline in (None, metrics(A=0.0)):
+        blessed, reasons = bless(metrics(health, A=value), baseline, 0.01)
+        assert not blessed and any(reason in r for r in reasons)
 
 
 def test_push_versions_atomically_and_skips_duplicates(tmp_path):
@@ -35,6 +49,48 @@ def test_push_versions_atomically_and_skips_duplicates(tmp_path):
     assert 'base_path: "/models/m"' in (tmp_path / "serving" / "models.config").read_text()
 
 
+def test_pushes_in_one_second_get_distinct_versions_and_clean_stale_staging(tmp_path):
+    (tmp_path / "serving" / "m" / ".staging-123").mkdir(parents=True)  # left by a push that was killed
+    pushed = []
+    for content in (b"a", b"b", b"c"):
+        model = tmp_path / f"model-{content.decode()}"
+        model.mkdir()
+        (model / "saved_model.pb").write_bytes(content)
+        pushed.append(push(str(model), str(tmp_path / "serving"), "m"))
+    assert len({os.path.basename(p) for p in pushed}) == 3
+    assert sorted(os.listdir(tmp_path / "serving" / "m")) == sorted(os.path.basename(p) for p in pushed)
+
+
+def test_concurrent_pushes_take_turns(tmp_path):
+    import threading
+
+    models = []
+    for index in range(6):
+        model = tmp_path / f"model{index}"
+        model.mkdir()
+        (model / "saved_model.pb").write_bytes(str(index).encode())
+        models.append(model)
+    results, errors = [], []
+
+    def worker(model):
+        try:
+            results.append(push(str(model), str(tmp_path / "serving"), "m"))
+        except Exception as err:  # noqa: BLE001 (the test reports any failure)
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(m,)) for m in models]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors and len(set(results)) == 6
+
+
+def test_models_config_refuses_unsafe_names_and_quotes_the_rest():
+    assert 'name: "a.b-c_1"' in models_config("a.b-c_1")
+    for bad in ("../x", 'a"b', "a\nb", "", "/abs"):
+        with pytest.raises(ValueError, match="model name"):
+            models_config(bad)
+
+
 def test_cache_round_trip_and_keys(tmp_path):
     src = tmp_path / "out"
     src.mkdir()
@@ -46,9 +102,24 @@ def test_cache_round_trip_and_keys(tmp_path):
     assert not cache.restore(str(tmp_path / "c"), "t", key, str(tmp_path / "r"))
     cache.store(str(tmp_path / "c"), "t", key, str(src))
     assert cache.restore(str(tmp_path / "c"), "t", key, str(tmp_path / "r"))
-    assert (tmp_path / "r" / "a.txt").read_text() == "hello" and not (tmp_path / "r" / ".complete").exists()
+    assert (tmp_path / "r" / "a.txt").read_text() == "hello" and not (tmp_path / "r" / cache.MANIFEST).exists()
+    (tmp_path / "r" / "a.txt").write_text("changed in the run folder")  # copies, not links: the cache is unaffected
+    assert cache.restore(str(tmp_path / "c"), "t", key, str(tmp_path / "r2")) and (tmp_path / "r2" / "a.txt").read_text() == "hello"
     (tmp_path / "in.csv").write_text("y")
     assert cache.fingerprint([str(tmp_path / "in.csv")], {"p": 1}, code_dirs=cache.TRANSFORM_CODE) != key
+
+
+def test_a_corrupt_cache_entry_is_removed_reported_and_missed(tmp_path, capsys):
+    src = tmp_path / "out"
+    src.mkdir()
+    (src / "part.tfrecord.gz").write_bytes(b"x" * 1000)
+    cache.store(str(tmp_path / "c"), "transform", "k", str(src))
+    entry = tmp_path / "c" / "transform" / "k"
+    (entry / "part.tfrecord.gz").write_bytes(b"x" * 10)  # truncated
+    assert not cache.restore(str(tmp_path / "c"), "transform", "k", str(tmp_path / "r"))
+    assert "is corrupt" in capsys.readouterr().err and not entry.exists()
+    cache.store(str(tmp_path / "c"), "transform", "k", str(src))  # the stage ran again and stored a good entry
+    assert cache.restore(str(tmp_path / "c"), "transform", "k", str(tmp_path / "r"))
 
 
 def test_validator_passes_good_examples_and_reports_broken_ones(sample_examples, tmp_path):
@@ -75,9 +146,14 @@ def test_transform_stage_reads_several_inputs_and_caches(tmp_path):
         (tmp_path / f"{day}.csv").write_text("user_id,item_id,domain,timestamp\n" + "".join(f"u{u},i{k},D,{k}\n" for u in users for k in range(3)))
     inputs = f"{tmp_path / 'a.csv'},{tmp_path / 'b.csv'}"
     for attempt in range(2):
-        stage = transform_stage(inputs, "raw", 10, 3, 1, "", "", str(tmp_path / "cache"), str(tmp_path / "out" / "examples"))
+        stage = transform_stage(**transform_args(inputs, tmp_path))
         assert stage["users"] == 5 and stage["rows_read"] == 15
         assert stage["cache_hit"] == (attempt == 1)
     (tmp_path / "b.csv").write_text("user_id,item_id,domain,timestamp\nu9,i,D,1\nu9,j,D,2\nu9,k,D,3\n")
-    stage = transform_stage(inputs, "raw", 10, 3, 1, "", "", str(tmp_path / "cache"), str(tmp_path / "out" / "examples"))
+    stage = transform_stage(**transform_args(inputs, tmp_path))
     assert not stage["cache_hit"] and stage["users"] == 4  # changed contents, new key, and no stale links
+
+
+def transform_args(inputs, tmp_path):
+    return dict(input_path=inputs, input_format="raw", max_len=10, min_events=3, min_item_count=1, domains="", domain_names="",
+                cache_dir=str(tmp_path / "cache"), examples_dir=str(tmp_path / "out" / "examples"))
