@@ -69,6 +69,12 @@ class SequentialRecommender(tf.keras.Model):
         """[B, r] from the X^d of the given domain (single_ids [B, D, T]; the SDSR view)."""
         raise NotImplementedError
 
+    def representation_for(self, batch, view: str = "cross"):
+        """[B, r] for an evaluation batch: from its history (X), or its X^d of the label's domain (view "single")."""
+        if view == "single":
+            return self.single_user_representation(batch["single_item"], batch["label_domain"])
+        return self.user_representation(batch["item"])
+
     def after_train_step(self, terms: dict[str, tf.Tensor]) -> None:
         """State updated once per training batch (SyNCRec: lambda)."""
 

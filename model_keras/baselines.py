@@ -73,8 +73,8 @@ class BPRMF(SequentialRecommender):
 
     def __init__(self, config, domain_ranges, domain_names=None, **kwargs):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
-        self.users = tf.keras.layers.Embedding(self.USER_BUCKETS, config.embed_dim, embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="users")
-        self._current_users = None
+        self.users = tf.keras.layers.Embedding(self.USER_BUCKETS, config.embed_dim,
+                                               embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="users")
 
     def _user_vectors(self, user_ids):
         return self.users(tf.strings.to_hash_bucket_fast(user_ids, self.USER_BUCKETS))
@@ -86,14 +86,10 @@ class BPRMF(SequentialRecommender):
         return {"loss": self.reduce(per_step, domains, targets > 0, tf.shape(targets)[0])}
 
     def user_representation(self, item_ids, training=False):
-        if self._current_users is None:
-            raise ValueError("BPR-MF scores users, not histories: call with_users(user_ids) first")
-        return self._user_vectors(self._current_users)
+        raise ValueError("BPR-MF scores users, not histories: use representation_for(batch), which reads batch['user_id']")
 
-    def with_users(self, user_ids):
-        """BPR-MF scores users, not histories: the evaluator names the batch's users first."""
-        self._current_users = user_ids
-        return self
+    def representation_for(self, batch, view: str = "cross"):
+        return self._user_vectors(batch["user_id"])
 
     def build_for(self, batch):
         self.embedding(batch["item"])  # creates M before the loss reads it

@@ -58,6 +58,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         super().__init__()
         self.examples_dir, self.vocabulary, self.protocol, self.view = examples_dir, vocabulary, protocol, view
         self.best_dir, self.patience = best_dir, patience
+        self.scorer = None  # built on the first epoch (the model is known then) and kept: compiled once
         self.state = {"best_epoch": 0, "best_score": -1.0, "best_result": None, "history": [], "stopped_early": False}
         if os.path.isfile(self._state_path):
             with open(self._state_path, encoding="utf-8") as handle:
@@ -73,7 +74,8 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         if not math.isfinite(loss):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: the epoch's loss is {loss}; "
                                    f"lower learning_rate (now {self.model.config.learning_rate}) or check the data")
-        result = evaluate(ModelScorer(self.model, self.view), self.examples_dir, "valid", self.vocabulary, self.protocol)
+        self.scorer = self.scorer or ModelScorer(self.model, self.view)
+        result = evaluate(self.scorer, self.examples_dir, "valid", self.vocabulary, self.protocol)
         score = result["all"][SELECTION_METRIC]
         self.state["history"].append({"epoch": epoch + 1, "loss": loss, **result["all"]})
         for metric in ("HR@10", "NDCG@10", "MRR"):
