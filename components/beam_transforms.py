@@ -15,13 +15,14 @@ from apache_beam import pvalue
 
 from components import readers
 from components.example_codec import encode_sequence_example
-from components.raw_log import RowValidator
+from components.raw_log import TOO_MANY_DOMAINS, RowValidator
 from components.sequences import MIN_EVENTS_FOR_SPLIT, leave_one_out
 from schemas.features import SPLITS
 from schemas.vocabulary import Vocabulary
 
 REJECTED = "rejected"
 STATS = "stats"
+DUPLICATES = "duplicates"  # exact duplicate events kept (--duplicates keep), counted in stats.json
 LENGTH_BUCKETS = (3, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
@@ -62,15 +63,34 @@ class ValidateRowsFn(beam.DoFn):
 
 
 class FilterShortUsersFn(beam.DoFn):
-    """Order a user's events by (time, input position) and drop users below `min_events`."""
+    """Order a user's events by (time, input position), quarantine exact duplicates (same item, domain
+    and time as an earlier event) unless kept, and drop users below `min_events`."""
 
-    def __init__(self, files: Sequence[str], min_events: int):
+    def __init__(self, files: Sequence[str], min_events: int, keep_duplicates: bool = False):
         self._files = list(files)
         self._min_events = min_events
+        self._keep_duplicates = keep_duplicates
+
+    def _split_duplicates(self, events):
+        """(first occurrences, later exact duplicates) of (time, item, domain)."""
+        seen, kept, duplicates = set(), [], []
+        for event in events:
+            key = (event[0], event[4], event[5])
+            (duplicates if key in seen else kept).append(event)
+            seen.add(key)
+        return kept, duplicates
 
     def process(self, keyed):
         user, events = keyed
         events = sorted(events)
+        kept, duplicates = self._split_duplicates(events)
+        if duplicates and self._keep_duplicates:
+            yield pvalue.TaggedOutput(DUPLICATES, len(duplicates))
+        elif duplicates:
+            for ts, file_index, line, _sub, item, domain in duplicates:
+                raw = json.dumps({"user_id": user, "item_id": item, "domain": domain, "timestamp": ts})
+                yield pvalue.TaggedOutput(REJECTED, quarantine_line(self._files, file_index, line, "duplicate_event", raw))
+            events = kept
         if len(events) < self._min_events:
             for ts, file_index, line, _sub, item, domain in events:
                 raw = json.dumps({"user_id": user, "item_id": item, "domain": domain, "timestamp": ts})
@@ -99,14 +119,24 @@ class MergeCountersFn(beam.CombineFn):
         return dict(accumulator)
 
 
+def make_vocabulary(counts: dict, min_item_count: int, max_domains: int) -> Vocabulary:
+    """Vocabulary.from_counts, refusing more domains than the model can take (D towers, gates and
+    tasks, and D values a step in every example): the cost grows with D, so D has a clear cap."""
+    domains = {domain for domain, _item in counts}
+    if len(domains) > max_domains:
+        raise ValueError(f"{TOO_MANY_DOMAINS}: the input has {len(domains)} domains and the model takes at most {max_domains} "
+                         "(--max-domains); keep the ones you need with --domains A,B,C")
+    return Vocabulary.from_counts(counts, min_item_count)
+
+
 @beam.ptransform_fn
-def BuildVocabulary(users, min_item_count: int):  # noqa: N802
+def BuildVocabulary(users, min_item_count: int, max_domains: int):  # noqa: N802
     """Vocabulary (contiguous id range per domain) from the kept users' events."""
     return (
         users
         | "CountItems" >> beam.Map(lambda kv: Counter((domain, item) for item, domain in kv[1]))
         | "MergeCounts" >> beam.CombineGlobally(MergeCountersFn())
-        | "MakeVocabulary" >> beam.Map(lambda counts: Vocabulary.from_counts(counts, min_item_count))
+        | "MakeVocabulary" >> beam.Map(make_vocabulary, min_item_count, max_domains)
     )
 
 
@@ -175,7 +205,8 @@ def _length_bucket(length: int) -> str:
     return f">{LENGTH_BUCKETS[-1]}"
 
 
-def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabulary: Vocabulary, config: dict) -> dict:
+def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabulary: Vocabulary, config: dict,
+                   duplicates_kept: int = 0) -> dict:
     """The stats.json document (pure, so it is tested without a pipeline)."""
     rejected_by_reason = dict(sorted(reason_counts))
     rows_rejected = sum(rejected_by_reason.values())
@@ -197,6 +228,7 @@ def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabu
         "rows_accepted": rows_accepted,
         "rows_rejected": rows_rejected,
         "rejected_by_reason": rejected_by_reason,
+        "duplicate_events_kept": duplicates_kept,
         "balanced": rows_read == rows_accepted + rows_rejected,
         "users": user_stats["users"],
         "items": sum(len(d.items) for d in vocabulary.domains),
@@ -211,21 +243,23 @@ def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabu
 
 @beam.ptransform_fn
 def TransformLogs(root, files: Sequence[str], options: readers.ReaderOptions, domains, min_events: int,
-                  min_item_count: int, max_len: int):  # noqa: N802
+                  min_item_count: int, max_len: int, keep_duplicates: bool = False, max_domains: int = 100):  # noqa: N802
     """The whole transform; returns a dict of PCollections (splits, rejected, vocabulary, stats)."""
     records = root | "Read" >> ReadRawRecords(files, options)
     validated = records | "Validate" >> beam.ParDo(ValidateRowsFn(files, domains)).with_outputs(REJECTED, main="events")
     users = (
         validated.events
         | "GroupByUser" >> beam.GroupByKey()
-        | "FilterShortUsers" >> beam.ParDo(FilterShortUsersFn(files, max(min_events, MIN_EVENTS_FOR_SPLIT))).with_outputs(REJECTED, main="users")
+        | "FilterShortUsers" >> beam.ParDo(FilterShortUsersFn(files, max(min_events, MIN_EVENTS_FOR_SPLIT), keep_duplicates))
+        .with_outputs(REJECTED, DUPLICATES, main="users")
     )
-    vocabulary = users.users | "Vocabulary" >> BuildVocabulary(min_item_count)
+    vocabulary = users.users | "Vocabulary" >> BuildVocabulary(min_item_count, max_domains)
     built = users.users | "BuildExamples" >> beam.ParDo(BuildExamplesFn(max_len), pvalue.AsSingleton(vocabulary)).with_outputs(*SPLITS, STATS)
     rejected = (validated[REJECTED], users[REJECTED]) | "AllRejected" >> beam.Flatten()
     rows_read = records | "CountRead" >> beam.combiners.Count.Globally()
     reasons = rejected | "Reason" >> beam.Map(lambda line: json.loads(line)["reason"]) | "CountReasons" >> beam.combiners.Count.PerElement()
     user_stats = built[STATS] | "UserStats" >> beam.CombineGlobally(UserStatsFn())
+    duplicates = users[DUPLICATES] | "CountDuplicates" >> beam.CombineGlobally(sum)
     return {
         "splits": {split: built[split] for split in SPLITS},
         "rejected": rejected,
@@ -233,4 +267,5 @@ def TransformLogs(root, files: Sequence[str], options: readers.ReaderOptions, do
         "rows_read": rows_read,
         "reasons": reasons,
         "user_stats": user_stats,
+        "duplicates": duplicates,
     }

@@ -7,17 +7,21 @@ can quarantine the row and count it (rows read = rows accepted + rows rejected).
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from schemas.schema_io import FieldRule, raw_log_rules
 
 RAW_FIELDS = ("user_id", "item_id", "domain", "timestamp")
+TOO_MANY_DOMAINS = "too many domains"  # starts the error the transform gives for inputs over --max-domains
 
 # Every reason a row can be rejected for, with the fix a user should apply. Readers add the
 # ones about the file itself (encoding, JSON, field count); validation adds the rest.
 REJECT_REASONS: dict[str, str] = {
     "empty_row": "blank line: remove it",
+    "line_too_long": "line longer than the readers' MAX_LINE_BYTES (8 MiB): not a row",
+    "malformed_csv": "row cannot be parsed as CSV (e.g. an unterminated quote)",
     "non_utf8": "row is not valid UTF-8: re-encode the file as UTF-8",
     "wrong_field_count": "row has a different number of fields than the header",
     "malformed_json": "line is not valid JSON",
@@ -40,6 +44,7 @@ REJECT_REASONS: dict[str, str] = {
     "timestamp_out_of_range": "timestamp is outside the schema's int_domain",
     "unknown_domain": "domain is not in the configured domain list",
     "user_below_min_events": "user has fewer events than --min-events",
+    "duplicate_event": "the same user, item, domain and timestamp as an earlier row (with --duplicates drop)",
 }
 
 
@@ -56,6 +61,9 @@ def _has_control_chars(text: str) -> bool:
     return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
+NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
 def parse_timestamp(value: Any) -> float | None:
     """Unix seconds from an int, float, numeric string or ISO-8601 string; None if unparsable."""
     if isinstance(value, bool):
@@ -67,16 +75,17 @@ def parse_timestamp(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    try:
-        number = float(text)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
+    if not NUMBER.fullmatch(text):  # strict: no '1_600_000_000', 'inf', 'nan' or hex, which float() would take
+        if text[:1].isdigit() and "-" in text:  # ISO-8601 dates start with the year
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                return None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.timestamp()
+        return None
+    number = float(text)
     if not math.isfinite(number):
         return None
     return int(number) if number.is_integer() else number

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from components import readers
+from components.raw_log import TOO_MANY_DOMAINS
 from schemas.features import COMPLETION_MARKER
 
 DEFAULT_INPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "amazon-sample", "amazon_seq.txt")
@@ -41,6 +42,8 @@ class TransformConfig:
     user_map: str | None = None
     domain_names: list[str] = field(default_factory=list)
     single_domain: str | None = None
+    duplicates: str = "keep"  # exact duplicate events: "keep" (counted in stats.json) or "drop" (quarantined as duplicate_event)
+    max_domains: int = 100
 
     def validate(self) -> None:
         if self.format not in readers.FORMATS:
@@ -51,6 +54,10 @@ class TransformConfig:
             raise readers.InputError(f"--min-events must be >= 3 for leave-one-out (got {self.min_events})")
         if self.min_item_count < 1:
             raise readers.InputError(f"--min-item-count must be >= 1 (got {self.min_item_count})")
+        if self.duplicates not in ("drop", "keep"):
+            raise readers.InputError(f"--duplicates must be drop or keep (got {self.duplicates!r})")
+        if not 1 <= self.max_domains <= 1000:
+            raise readers.InputError(f"--max-domains must be in [1, 1000] (got {self.max_domains})")
 
     def reader_options(self) -> readers.ReaderOptions:
         return readers.ReaderOptions(
@@ -63,9 +70,10 @@ class TransformConfig:
 
 
 def input_files(config: TransformConfig) -> list[str]:
-    """Data files of the input; for a directory, skip docs and ABXI's map files."""
+    """Data files of the input (any Beam filesystem); for a directory, skip docs and ABXI's map files.
+    Each file is opened once here, so an unreadable one fails before the pipeline starts."""
     files = readers.expand_input(config.input)
-    if os.path.isdir(config.input):
+    if (readers.is_local(config.input) and os.path.isdir(config.input)) or config.input.endswith("/"):
         files = [f for f in files if readers.is_data_file(f)]
     options = config.reader_options()
     for path in files:
@@ -84,13 +92,20 @@ def _beam_options(config: TransformConfig, beam_args: list[str]):
 
 
 def input_fingerprint(files: list[str]) -> str:
-    """sha256 over the names and bytes of the input files, in order (what the output depends on)."""
+    """sha256 over the names and bytes of the local input files, in order (what the output depends on);
+    remote files contribute their path, size and modification time (reading them here would be slow)."""
+    from apache_beam.io.filesystems import FileSystems
+
     digest = hashlib.sha256()
     for path in files:
-        digest.update(os.path.basename(path).encode())
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        digest.update(readers.basename(path).encode())
+        if readers.is_local(path):
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+        else:
+            meta = FileSystems.match([path])[0].metadata_list[0]
+            digest.update(f"{meta.path}:{meta.size_in_bytes}:{meta.last_updated_in_seconds}".encode())
     return digest.hexdigest()
 
 
@@ -153,7 +168,13 @@ def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.staging-", dir=parent)
     try:
         started = time.time()
-        stats = _run_pipeline(config, files, staging, beam_args or [])
+        try:
+            stats = _run_pipeline(config, files, staging, beam_args or [])
+        except Exception as err:  # Beam wraps a DoFn's error; a user-caused one becomes one clear message
+            message = str(err)
+            if TOO_MANY_DOMAINS in message:
+                raise readers.InputError(TOO_MANY_DOMAINS + message.split(TOO_MANY_DOMAINS, 1)[1].split("\n")[0].split(" [while")[0]) from None
+            raise
         stats["seconds"] = round(time.time() - started, 3)
         stats["input_sha256"] = input_fingerprint(files)
         if not stats["balanced"]:
@@ -177,7 +198,8 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
     work = os.path.join(output, "_work")
     with beam.Pipeline(options=_beam_options(config, beam_args)) as pipeline:
         result = pipeline | "TransformLogs" >> TransformLogs(
-            files, config.reader_options(), config.domains, config.min_events, config.min_item_count, config.max_len
+            files, config.reader_options(), config.domains, config.min_events, config.min_item_count, config.max_len,
+            keep_duplicates=config.duplicates == "keep", max_domains=config.max_domains,
         )
         for split, examples in result["splits"].items():
             _ = examples | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
@@ -196,11 +218,12 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
             pipeline
             | "StatsSeed" >> beam.Create([None])
             | "AssembleStats" >> beam.Map(
-                lambda _, read, reasons, users, vocab: json.dumps(assemble_stats(read, reasons, users, vocab, run_config)),
+                lambda _, read, reasons, users, vocab, dups: json.dumps(assemble_stats(read, reasons, users, vocab, run_config, dups)),
                 beam.pvalue.AsSingleton(result["rows_read"]),
                 beam.pvalue.AsList(result["reasons"]),
                 beam.pvalue.AsSingleton(result["user_stats"]),
                 beam.pvalue.AsSingleton(result["vocabulary"]),
+                beam.pvalue.AsSingleton(result["duplicates"]),
             )
             | "WriteStats" >> beam.io.WriteToText(os.path.join(work, "stats"), shard_name_template="")
         )
@@ -238,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user-map", default=None, help="abxi: user map JSON (default: map_user_50.txt beside the input)")
     parser.add_argument("--domain-names", default=None, help="abxi: names of domain 0,1,... (comma-separated)")
     parser.add_argument("--single-domain", default=None, help="s3rec: the domain name (default: the file's stem)")
+    parser.add_argument("--duplicates", choices=("keep", "drop"), default="keep",
+                        help="exact duplicate events (same user, item, domain, time): keep and count them (default) or quarantine them")
+    parser.add_argument("--max-domains", type=int, default=100, help="refuse inputs with more domains (the model's cost grows with them)")
     return parser
 
 
@@ -256,6 +282,8 @@ def config_from_args(args: argparse.Namespace) -> TransformConfig:
         user_map=args.user_map,
         domain_names=[d.strip() for d in args.domain_names.split(",")] if args.domain_names else [],
         single_domain=args.single_domain,
+        duplicates=args.duplicates,
+        max_domains=args.max_domains,
     )
 
 

@@ -2,14 +2,19 @@
 retraining rebuilds the model from code + model_config.json and restores the checkpoint).
 
 serving_default(history_items string [B, L], history_domains string [B, L],
-                target_domain string [B], k int32 []) -> {"item_ids": string [B, k], "scores": float32 [B, k]}
+                target_domain string [B], k int32 []) -> {"item_ids": string [B, k'], "scores": float32 [B, k']}
     The raw ids users have, oldest first; "" is padding anywhere. Unknown items map to their
-    domain's OOV id; an unknown domain name fails with INVALID_ARGUMENT naming the fix.
+    domain's OOV id; an unknown domain name is INVALID_ARGUMENT naming the known ones.
 score_items(history_items, history_domains, target_domain, candidate_items string [B, C]) -> {"scores": [B, C]}
     Scores given candidates (the evaluator compares models through this, so models trained on
     different vocabularies are compared on the same raw items).
 recommend_ids(history_items int32 [B, L], target_domain int32 [B], k) -> {"item_ids": int32, "scores"}
     The same with model ids (vocabulary.json); 0 = padding.
+k' = min(k, the smallest target domain's item count in the batch). With `exclude_history` (the
+default) items already in a user's history are not recommended: they score -inf and sort last.
+When every row of a batch asks for the same domain (single requests always do), only that domain's
+contiguous id range of the item table is scored, not the whole vocabulary (exact, stock TF ops). The
+SavedModel holds a second, scoring-only copy of the item table (see ServingModule).
 The SOS token is added here and the T most recent kept, exactly as the transform builds X.
 """
 from __future__ import annotations
@@ -20,6 +25,9 @@ import os
 import tensorflow as tf
 
 from schemas.vocabulary import SOS_ID
+
+KEY_SEPARATOR = "\t"  # ids cannot contain control characters (raw-log validation)
+WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving replays assets.extra/<this> when it loads a version
 
 
 def left_pad_history(history: tf.Tensor, max_len: int) -> tf.Tensor:
@@ -36,51 +44,84 @@ def left_pad_history(history: tf.Tensor, max_len: int) -> tf.Tensor:
     return tf.where(position >= offset, gathered, tf.zeros_like(gathered))
 
 
-KEY_SEPARATOR = "\t"  # ids cannot contain control characters (raw-log validation)
-
-
 class ServingModule(tf.Module):
     """Holds the trained model, the vocabulary tables and the serving signatures."""
 
-    def __init__(self, model, max_len: int, vocabulary):
+    def __init__(self, model, max_len: int, vocabulary, exclude_history: bool = True):
         super().__init__()
-        self.model = model
-        self.max_len = max_len
+        self.model, self.max_len, self.exclude_history = model, max_len, exclude_history
         keys, values = [], []
-        domain_keys, domain_oov = [], []
         for d in vocabulary.domains:
-            domain_keys.append(d.name)
-            domain_oov.append(d.oov_id)
-            for offset, item in enumerate(d.items):
-                keys.append(d.name + KEY_SEPARATOR + item)
-                values.append(d.start + 1 + offset)
-        names = vocabulary.item_names()
-        self.item_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(keys or [""], tf.string), tf.constant(values or [0], tf.int32)), default_value=-1)
-        self.domain_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(domain_keys), tf.range(1, len(domain_keys) + 1, dtype=tf.int32)), default_value=0)
-        self.domain_oov = tf.constant([0] + domain_oov, tf.int32)
-        self.item_names = tf.constant(names)
-        self.domain_list = ", ".join(domain_keys)
+            keys += [d.name + KEY_SEPARATOR + item for item in d.items]
+            values += range(d.start + 1, d.end)
+        self.item_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys or [""], tf.string), tf.constant(list(values) or [0], tf.int32)), default_value=-1)
+        self.domain_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocabulary.domain_names), tf.range(1, vocabulary.num_domains + 1, dtype=tf.int32)), default_value=0)
+        self.domain_oov = tf.constant([0] + [d.oov_id for d in vocabulary.domains], tf.int32)
+        self.first_item = tf.constant([0] + [d.start + 1 for d in vocabulary.domains], tf.int32)  # OOV excluded
+        self.domain_size = tf.constant([0] + [d.end - d.start - 1 for d in vocabulary.domains], tf.int32)
+        self.item_names = tf.constant(vocabulary.item_names())
+        self.num_items, self.num_domains = vocabulary.num_items, vocabulary.num_domains
+        # A copy of M that is only ever read densely. The embedding lookups gather rows of the model's M,
+        # which switches that variable to copy-on-read: every dense read of it then copies the whole
+        # table (27 ms for 1M x 64). Scoring reads this copy instead: a domain's rows are a zero-copy slice.
+        self.scoring_table = tf.Variable(model.embedding.item_table.read_value(), trainable=False, name="scoring_table")
+        self.domain_list = ", ".join(vocabulary.domain_names)
 
+    # ------------------------------------------------------------------ checks (INVALID_ARGUMENT naming the problem)
     def _domain_ids(self, domains):
         ids = self.domain_table.lookup(domains)
-        tf.debugging.assert_positive(ids, message=f"unknown target/history domain; known domains: {self.domain_list}")
+        tf.debugging.assert_positive(ids, message=f"unknown target_domain; known domains: {self.domain_list}")
         return ids
 
+    def _same_rows(self, name, tensor, history):
+        tf.debugging.assert_equal(tf.shape(tensor)[0], tf.shape(history)[0],
+                                  message=f"{name} must have one row per history row (history_items has a different batch size)")
+
     def _history_ids(self, history_items, history_domains):
-        tf.debugging.assert_equal(tf.shape(history_items), tf.shape(history_domains), message="history_items and history_domains must have the same shape")
+        tf.debugging.assert_equal(tf.shape(history_items), tf.shape(history_domains),
+                                  message="history_items and history_domains must have the same shape")
         present = tf.not_equal(history_items, "")
         domains = tf.where(present, history_domains, tf.fill(tf.shape(history_domains), "?"))
         domain_ids = self.domain_table.lookup(domains)
-        tf.debugging.assert_positive(tf.where(present, domain_ids, tf.ones_like(domain_ids)), message=f"history_domains holds an unknown domain; known domains: {self.domain_list}")
+        tf.debugging.assert_positive(tf.where(present, domain_ids, tf.ones_like(domain_ids)),
+                                     message=f"history_domains holds an unknown domain; known domains: {self.domain_list}")
         ids = self.item_table.lookup(tf.strings.join([history_domains, history_items], separator=KEY_SEPARATOR))
         ids = tf.where(ids < 0, tf.gather(self.domain_oov, domain_ids), ids)  # unknown item -> its domain's OOV
         return tf.where(present, ids, tf.zeros_like(ids))
 
-    def _top_k(self, items, target_domain, k):
+    # ------------------------------------------------------------------ top-k
+    def _exclude(self, scores, history, offset):
+        """Scores of the history's items (column = id - offset) set to -inf."""
+        if not self.exclude_history:
+            return scores
+        columns = history - offset
+        inside = (history > 0) & (columns >= 0) & (columns < tf.shape(scores)[1])
+        rows = tf.broadcast_to(tf.range(tf.shape(history)[0])[:, tf.newaxis], tf.shape(history))
+        index = tf.stack([tf.boolean_mask(rows, inside), tf.boolean_mask(columns, inside)], axis=1)
+        return tf.tensor_scatter_nd_update(scores, index, tf.fill([tf.shape(index)[0]], -float("inf")))
+
+    def _top_k(self, history, target_domain, k):
         tf.debugging.assert_positive(k, message="k must be >= 1")
-        representation = self.model.user_representation(left_pad_history(items, self.max_len), training=False)
-        scores = self.model.score_domain(representation, target_domain)
-        return tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[1]))
+        representation = self.model.user_representation(left_pad_history(history, self.max_len), training=False)
+        k = tf.minimum(k, tf.reduce_min(tf.gather(self.domain_size, target_domain)))
+
+        def one_domain():  # the domain's contiguous rows of M only: |V^d| x r instead of |V| x r
+            start = self.first_item[target_domain[0]]
+            rows = tf.slice(self.scoring_table, [start, 0], [self.domain_size[target_domain[0]], -1])
+            top = tf.math.top_k(self._exclude(tf.matmul(representation, rows, transpose_b=True), history, start), k=k)
+            return top.indices + start, top.values
+
+        def mixed_domains():
+            logits = tf.matmul(representation, self.scoring_table, transpose_b=True)
+            allowed = tf.logical_and(tf.equal(self.model.item_domain[tf.newaxis], target_domain[:, tf.newaxis]),
+                                     tf.range(self.num_items)[tf.newaxis] >= tf.gather(self.first_item, target_domain)[:, tf.newaxis])
+            scores = self._exclude(tf.where(allowed, logits, tf.fill(tf.shape(logits), -float("inf"))), history, 0)
+            top = tf.math.top_k(scores, k=k)
+            return top.indices, top.values
+
+        return tf.cond(tf.reduce_all(tf.equal(target_domain, target_domain[0])), one_domain, mixed_domains)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None], tf.string, name="history_items"),
@@ -89,8 +130,9 @@ class ServingModule(tf.Module):
         tf.TensorSpec([], tf.int32, name="k"),
     ])
     def recommend(self, history_items, history_domains, target_domain, k):
-        top = self._top_k(self._history_ids(history_items, history_domains), self._domain_ids(target_domain), k)
-        return {"item_ids": tf.gather(self.item_names, top.indices), "scores": top.values}
+        self._same_rows("target_domain", target_domain, history_items)
+        indices, scores = self._top_k(self._history_ids(history_items, history_domains), self._domain_ids(target_domain), k)
+        return {"item_ids": tf.gather(self.item_names, indices), "scores": scores}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None], tf.string, name="history_items"),
@@ -99,6 +141,8 @@ class ServingModule(tf.Module):
         tf.TensorSpec([None, None], tf.string, name="candidate_items"),
     ])
     def score_items(self, history_items, history_domains, target_domain, candidate_items):
+        self._same_rows("target_domain", target_domain, history_items)
+        self._same_rows("candidate_items", candidate_items, history_items)
         domain_ids = self._domain_ids(target_domain)
         domains = tf.broadcast_to(target_domain[:, tf.newaxis], tf.shape(candidate_items))
         candidates = self.item_table.lookup(tf.strings.join([domains, candidate_items], separator=KEY_SEPARATOR))
@@ -112,17 +156,50 @@ class ServingModule(tf.Module):
         tf.TensorSpec([], tf.int32, name="k"),
     ])
     def recommend_ids(self, history_items, target_domain, k):
-        top = self._top_k(history_items, target_domain, k)
-        return {"item_ids": tf.cast(top.indices, tf.int32), "scores": top.values}
+        self._same_rows("target_domain", target_domain, history_items)
+        tf.debugging.assert_greater_equal(history_items, 0, message=f"history_items must be item ids in [0, {self.num_items})")
+        tf.debugging.assert_less(history_items, self.num_items, message=f"history_items must be item ids in [0, {self.num_items})")
+        tf.debugging.assert_greater_equal(target_domain, 1, message=f"target_domain must be a domain id in [1, {self.num_domains}]")
+        tf.debugging.assert_less_equal(target_domain, self.num_domains, message=f"target_domain must be a domain id in [1, {self.num_domains}]")
+        indices, scores = self._top_k(history_items, target_domain, k)
+        return {"item_ids": tf.cast(indices, tf.int32), "scores": scores}
 
 
-def export_saved_model(model, max_len: int, vocabulary, path: str, extra_files: dict[str, dict] | None = None) -> str:
-    """Write the SavedModel (three named signatures) and JSON side files into `path`."""
-    module = ServingModule(model, max_len, vocabulary)
+def warmup_requests(vocabulary, model_name: str = "syncrec") -> list:
+    """A few real PredictionLog records for every signature (TF Serving replays them on load)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    logs = []
+    domains = vocabulary.domains
+    for d in domains[:3]:
+        history = [(e.items[i % len(e.items)], e.name) for i, e in enumerate(domains) if e.items][:5] or [("", "")]
+        inputs = {
+            "serving_default": {"history_items": [[h[0] for h in history]], "history_domains": [[h[1] for h in history]],
+                                "target_domain": [d.name], "k": 10},
+            "score_items": {"history_items": [[h[0] for h in history]], "history_domains": [[h[1] for h in history]],
+                            "target_domain": [d.name], "candidate_items": [list(d.items[:3]) or [""]]},
+            "recommend_ids": {"history_items": [[d.start + 1 if d.items else 0]], "target_domain": [d.domain_id], "k": 10},
+        }
+        for signature, values in inputs.items():
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            for key, value in values.items():
+                dtype = tf.int32 if signature == "recommend_ids" or key == "k" else tf.string
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
+            logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
+def export_saved_model(model, max_len: int, vocabulary, path: str, extra_files: dict[str, dict] | None = None,
+                       exclude_history: bool = True) -> str:
+    """Write the SavedModel (three named signatures), the warmup requests and JSON side files into `path`."""
+    module = ServingModule(model, max_len, vocabulary, exclude_history)
     signatures = {"serving_default": module.recommend, "score_items": module.score_items, "recommend_ids": module.recommend_ids}
     tf.saved_model.save(module, path, signatures=signatures)
     extra = os.path.join(path, "assets.extra")
     os.makedirs(extra, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+        for log in warmup_requests(vocabulary):
+            writer.write(log.SerializeToString())
     for name, content in (extra_files or {}).items():
         with open(os.path.join(extra, name), "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=1)

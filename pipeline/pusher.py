@@ -1,7 +1,8 @@
 """Pusher: copy a blessed SavedModel into TF Serving's layout, atomically, with a new version.
 
-<serving_root>/<model_name>/<version>/saved_model.pb ... and <serving_root>/models.config for
-`tensorflow_model_server --model_config_file`. A push holds an exclusive lock on the serving root
+<serving_root>/<model_name>/<version>/saved_model.pb ..., <serving_root>/models.config for
+`tensorflow_model_server --model_config_file` and <serving_root>/batching_parameters.txt for its
+`--enable_batching --batching_parameters_file`. A push holds an exclusive lock on the serving root
 (`.push.lock`), so two runs pushing at once take turns: versions are unique even within one second,
 a run can re-check its blessing against the version that is really latest when its turn comes, and
 any `.staging-*` folder found while holding the lock is a leftover of an interrupted push and is
@@ -22,6 +23,15 @@ from pipeline.blessing import versions
 from pipeline.config import MODEL_NAME
 
 LOCK_FILE = ".push.lock"
+BATCHING_FILE = "batching_parameters.txt"
+# TF Serving's server-side batching (--enable_batching --batching_parameters_file): requests arriving
+# within 2 ms are run as one batch of up to 64, which raises throughput on CPU at a small latency cost.
+BATCHING_PARAMETERS = """max_batch_size { value: 64 }
+batch_timeout_micros { value: 2000 }
+max_enqueued_batches { value: 100 }
+num_batch_threads { value: 2 }
+pad_variable_length_inputs: true
+"""
 STAGING_PREFIX = ".staging-"
 
 
@@ -81,10 +91,11 @@ def push_locked(saved_model_dir: str, serving_root: str, model_name: str, contai
     shutil.copytree(saved_model_dir, staging)
     target = os.path.join(folder, str(version))
     os.rename(staging, target)
-    config_path = os.path.join(serving_root, "models.config")
-    with open(config_path + ".tmp", "w", encoding="utf-8") as handle:
-        handle.write(models_config(model_name, container_base))
-    os.replace(config_path + ".tmp", config_path)
+    for name, text in (("models.config", models_config(model_name, container_base)), (BATCHING_FILE, BATCHING_PARAMETERS)):
+        path = os.path.join(serving_root, name)
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(path + ".tmp", path)
     return target
 
 

@@ -44,15 +44,19 @@ def build_request(model: str, history: list[tuple[str, str]], domain: str, k: in
 
 
 class RecommendClient:
-    def __init__(self, server: str, model: str = "syncrec", timeout: float = 10.0):
+    """Top-k requests to a PredictionService; `last_version` is the model version that answered last."""
+
+    def __init__(self, server: str, model: str = "syncrec", timeout: float = 30.0):
         self.channel = grpc.insecure_channel(server)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model, self.timeout = model, timeout
+        self.last_version: int | None = None
 
     def recommend(self, history: list[tuple[str, str]], domain: str, k: int = 10) -> list[tuple[str, float]]:
         import tensorflow as tf  # make_ndarray reads every TensorProto encoding TF Serving may use
 
         response = self.stub.Predict(build_request(self.model, history, domain, k), timeout=self.timeout)
+        self.last_version = response.model_spec.version.value if response.model_spec.HasField("version") else None
         items = [v.decode("utf-8") for v in tf.make_ndarray(response.outputs["item_ids"]).ravel()]
         scores = tf.make_ndarray(response.outputs["scores"]).ravel().tolist()
         return list(zip(items, scores))
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except grpc.RpcError as err:
         print(f"error: {err.code().name}: {err.details()} (server {args.server})", file=sys.stderr)
         return 1
+    print(f"model {args.model} version {client.last_version}")
     for rank, (item, score) in enumerate(results, start=1):
         print(f"{rank:>3}  {item}  {score:.4f}")
     return 0
