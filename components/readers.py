@@ -174,7 +174,7 @@ class DelimitedParser(LineParser):
 
     def parse_text(self, index, number, text):
         try:
-            values = next(csv.reader([text], delimiter=self.delimiter)) if '"' in text else text.split(self.delimiter)
+            values = next(csv.reader([text], delimiter=self.delimiter, strict=True)) if '"' in text else text.split(self.delimiter)
         except csv.Error:
             return [RawRecord(index, number, 0, None, "malformed_csv", _raw_text(text))]
         if len(values) != self.width:

@@ -9,8 +9,10 @@ DIR/quarantine/rejected-*.jsonl, then prints the stats. Extra flags are Beam pip
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -165,6 +167,8 @@ def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -
     _check_output_folder(output)
     parent = os.path.dirname(output)
     os.makedirs(parent, exist_ok=True)
+    for stale in glob.glob(os.path.join(parent, f".{os.path.basename(output)}.staging-*")):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.staging-", dir=parent)
     try:
         started = time.time()
@@ -263,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--single-domain", default=None, help="s3rec: the domain name (default: the file's stem)")
     parser.add_argument("--duplicates", choices=("keep", "drop"), default="keep",
                         help="exact duplicate events (same user, item, domain, time): keep and count them (default) or quarantine them")
+    parser.add_argument("--verbose", action="store_true", help="show Beam's own log")
     parser.add_argument("--max-domains", type=int, default=100, help="refuse inputs with more domains (the model's cost grows with them)")
     return parser
 
@@ -289,6 +294,8 @@ def config_from_args(args: argparse.Namespace) -> TransformConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = build_parser().parse_known_args(argv)
+    if not args.verbose:  # Beam logs a worker's error with its traceback before the error reaches us
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     try:
         stats = run_transform(config_from_args(args), beam_args)
     except readers.InputError as err:

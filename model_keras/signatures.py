@@ -70,23 +70,31 @@ class ServingModule(tf.Module):
         self.domain_list = ", ".join(vocabulary.domain_names)
 
     # ------------------------------------------------------------------ checks (INVALID_ARGUMENT naming the problem)
+    # Each check is a control dependency of the value it guards, so no op that would fail on a bad value
+    # (and report an obscure error first) runs before the check.
+    @staticmethod
+    def _checked(value, *checks):
+        with tf.control_dependencies(checks):
+            return tf.identity(value)
+
     def _domain_ids(self, domains):
         ids = self.domain_table.lookup(domains)
-        tf.debugging.assert_positive(ids, message=f"unknown target_domain; known domains: {self.domain_list}")
-        return ids
+        return self._checked(ids, tf.debugging.assert_positive(ids, message=f"unknown target_domain; known domains: {self.domain_list}"))
 
     def _same_rows(self, name, tensor, history):
-        tf.debugging.assert_equal(tf.shape(tensor)[0], tf.shape(history)[0],
-                                  message=f"{name} must have one row per history row (history_items has a different batch size)")
+        return self._checked(tensor, tf.debugging.assert_equal(
+            tf.shape(tensor)[0], tf.shape(history)[0],
+            message=f"{name} must have one row per history row (history_items has a different batch size)"))
 
     def _history_ids(self, history_items, history_domains):
-        tf.debugging.assert_equal(tf.shape(history_items), tf.shape(history_domains),
-                                  message="history_items and history_domains must have the same shape")
+        history_domains = self._checked(history_domains, tf.debugging.assert_equal(
+            tf.shape(history_items), tf.shape(history_domains), message="history_items and history_domains must have the same shape"))
         present = tf.not_equal(history_items, "")
         domains = tf.where(present, history_domains, tf.fill(tf.shape(history_domains), "?"))
         domain_ids = self.domain_table.lookup(domains)
-        tf.debugging.assert_positive(tf.where(present, domain_ids, tf.ones_like(domain_ids)),
-                                     message=f"history_domains holds an unknown domain; known domains: {self.domain_list}")
+        domain_ids = self._checked(domain_ids, tf.debugging.assert_positive(
+            tf.where(present, domain_ids, tf.ones_like(domain_ids)),
+            message=f"history_domains holds an unknown domain; known domains: {self.domain_list}"))
         ids = self.item_table.lookup(tf.strings.join([history_domains, history_items], separator=KEY_SEPARATOR))
         ids = tf.where(ids < 0, tf.gather(self.domain_oov, domain_ids), ids)  # unknown item -> its domain's OOV
         return tf.where(present, ids, tf.zeros_like(ids))
@@ -103,7 +111,7 @@ class ServingModule(tf.Module):
         return tf.tensor_scatter_nd_update(scores, index, tf.fill([tf.shape(index)[0]], -float("inf")))
 
     def _top_k(self, history, target_domain, k):
-        tf.debugging.assert_positive(k, message="k must be >= 1")
+        k = self._checked(k, tf.debugging.assert_positive(k, message="k must be >= 1"))
         representation = self.model.user_representation(left_pad_history(history, self.max_len), training=False)
         k = tf.minimum(k, tf.reduce_min(tf.gather(self.domain_size, target_domain)))
 
@@ -130,7 +138,7 @@ class ServingModule(tf.Module):
         tf.TensorSpec([], tf.int32, name="k"),
     ])
     def recommend(self, history_items, history_domains, target_domain, k):
-        self._same_rows("target_domain", target_domain, history_items)
+        target_domain = self._same_rows("target_domain", target_domain, history_items)
         indices, scores = self._top_k(self._history_ids(history_items, history_domains), self._domain_ids(target_domain), k)
         return {"item_ids": tf.gather(self.item_names, indices), "scores": scores}
 
@@ -141,8 +149,8 @@ class ServingModule(tf.Module):
         tf.TensorSpec([None, None], tf.string, name="candidate_items"),
     ])
     def score_items(self, history_items, history_domains, target_domain, candidate_items):
-        self._same_rows("target_domain", target_domain, history_items)
-        self._same_rows("candidate_items", candidate_items, history_items)
+        target_domain = self._same_rows("target_domain", target_domain, history_items)
+        candidate_items = self._same_rows("candidate_items", candidate_items, history_items)
         domain_ids = self._domain_ids(target_domain)
         domains = tf.broadcast_to(target_domain[:, tf.newaxis], tf.shape(candidate_items))
         candidates = self.item_table.lookup(tf.strings.join([domains, candidate_items], separator=KEY_SEPARATOR))
@@ -156,11 +164,12 @@ class ServingModule(tf.Module):
         tf.TensorSpec([], tf.int32, name="k"),
     ])
     def recommend_ids(self, history_items, target_domain, k):
-        self._same_rows("target_domain", target_domain, history_items)
-        tf.debugging.assert_greater_equal(history_items, 0, message=f"history_items must be item ids in [0, {self.num_items})")
-        tf.debugging.assert_less(history_items, self.num_items, message=f"history_items must be item ids in [0, {self.num_items})")
-        tf.debugging.assert_greater_equal(target_domain, 1, message=f"target_domain must be a domain id in [1, {self.num_domains}]")
-        tf.debugging.assert_less_equal(target_domain, self.num_domains, message=f"target_domain must be a domain id in [1, {self.num_domains}]")
+        target_domain = self._same_rows("target_domain", target_domain, history_items)
+        items, domains = f"history_items must be item ids in [0, {self.num_items})", f"target_domain must be a domain id in [1, {self.num_domains}]"
+        history_items = self._checked(history_items, tf.debugging.assert_greater_equal(history_items, 0, message=items),
+                                      tf.debugging.assert_less(history_items, self.num_items, message=items))
+        target_domain = self._checked(target_domain, tf.debugging.assert_greater_equal(target_domain, 1, message=domains),
+                                      tf.debugging.assert_less_equal(target_domain, self.num_domains, message=domains))
         indices, scores = self._top_k(history_items, target_domain, k)
         return {"item_ids": tf.cast(indices, tf.int32), "scores": scores}
 

@@ -47,7 +47,7 @@ class BadRequest(Exception):
 def readable_error(err: Exception) -> str:
     """The user-facing part of a TensorFlow error: an assertion's own message when there is one."""
     message = getattr(err, "message", str(err))
-    match = re.search(r"assertion failed: \[(.*?)\s*\]", message)
+    match = re.search(r"assertion failed: \[(.*?)\s*\] \[", message) or re.search(r"assertion failed: \[(.*?)\s*\]", message)
     if match:
         return match.group(1).rstrip(". ")
     lines = [line for line in message.strip().splitlines() if line.strip() and "Graph execution error" not in line]

@@ -61,6 +61,18 @@ def test_unchanged_rerun_reuses_transform_and_training(local_run):
 
 
 @pytest.mark.slow
+def test_a_corrupt_cache_entry_is_noticed_and_replaced(local_run):
+    root, _ = local_run
+    shard = sorted((root / "cache" / "transform").glob("*/train/part-*.tfrecord.gz"))[0]
+    shard.write_bytes(shard.read_bytes()[:20])  # truncated, as a full disk or a killed copy leaves it
+    again = run("run-local", "--root", str(root), *FAST)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((root / "report" / "metrics.json").read_text())["cache"]["transform"] is False
+    assert "is corrupt" in (root / "logs" / "run-local.log").read_text()
+    assert len(sorted((root / "cache" / "transform").glob("*/train/part-*.tfrecord.gz"))[0].read_bytes()) > 20
+
+
+@pytest.mark.slow
 def test_anomalies_stop_the_run_with_a_readable_report(tmp_path):
     rows = ["user_id,item_id,domain,timestamp"] + [f"u{u},i{k},D,{k}" for u in range(5) for k in range(4)] + [f"u9,i,D,bad{k}" for k in range(40)]
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
