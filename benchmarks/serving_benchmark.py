@@ -1,11 +1,12 @@
-"""Serving latency of the exported top-k signature: in-process and through gRPC on loopback.
+"""Serving latency and throughput of the exported top-k signature: in-process and through gRPC on loopback.
 
-    python -m benchmarks.serving_benchmark [--items 1000000] [--requests 300] [--k 10]
+    python -m benchmarks.serving_benchmark [--items 1000000] [--requests 300] [--k 10] [--batches 1 8 64]
 
 Exports an (untrained: latency does not depend on the weights) SyNCRec SavedModel with a
-synthetic vocabulary of --items items over 5 domains, r=64, T=50, then times single-user
-requests (history of 20 raw item ids) through `serving_default` in-process and through the
-PredictionService server + gRPC client. Prints p50/p99 in a Markdown table.
+synthetic vocabulary of --items items over 5 domains, r=64, T=50, two blocks, then times requests
+(each a history of 20 raw item ids) through `serving_default` in-process and through the
+PredictionService server + gRPC client, single requests and batches of one target domain. Prints
+Markdown tables: p50/p99 latency per path, and requests/s per batch size.
 """
 from __future__ import annotations
 
@@ -16,20 +17,40 @@ import tempfile
 import time
 
 import numpy as np
-
 import tensorflow as tf
 
-from schemas.vocabulary import Vocabulary
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
 from model_keras.signatures import export_saved_model
 from model_keras.warm_start import dummy_batch
-from serving.client import RecommendClient
+from pipeline.pusher import push
+from schemas.vocabulary import Vocabulary
+from serving.client import RecommendClient, build_request
 from serving.prediction_server import start_server
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples, 50) * 1000), float(np.percentile(samples, 99) * 1000)
+
+
+def export_model(items: int, domains: int, folder: str) -> tuple[str, list[str], int]:
+    per_domain = items // domains
+    names = [f"D{d}" for d in range(domains)]
+    vocab = Vocabulary.from_counts({(name, f"{name}-{i}"): 1 for name in names for i in range(per_domain)})
+    config = ModelConfig(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=2)
+    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
+    return export_saved_model(model, config.max_len, vocab, os.path.join(folder, "model")), names, per_domain
+
+
+def time_calls(call, requests: list, warmup: int = 20) -> list[float]:
+    for request in requests[:warmup]:
+        call(request)
+    samples = []
+    for request in requests[warmup:]:
+        started = time.perf_counter()
+        call(request)
+        samples.append(time.perf_counter() - started)
+    return samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,48 +59,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--domains", type=int, default=5)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     args = parser.parse_args(argv)
-    per_domain = args.items // args.domains
-    names = [f"D{d}" for d in range(args.domains)]
-    vocab = Vocabulary.from_counts({(name, f"{name}-{i}"): 1 for name in names for i in range(per_domain)})
-    config = ModelConfig(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=1)
-    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names)
-    model.build_for(dummy_batch(config))
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        root = os.path.join(tmp, "serving", "syncrec", "1")
-        export_saved_model(model, config.max_len, vocab, root)
+        exported, names, per_domain = export_model(args.items, args.domains, tmp)
         export_s = time.perf_counter() - started
-        loaded = tf.saved_model.load(root).signatures["serving_default"]
+        serving_root = os.path.join(tmp, "serving")
+        push(exported, serving_root, "syncrec")
 
-        def request():
-            domains = rng.choice(names, size=20)
-            items = [f"{d}-{rng.integers(per_domain)}" for d in domains]
-            return items, list(domains), str(rng.choice(names))
+        def request(batch: int = 1):
+            target = str(rng.choice(names))
+            domains = rng.choice(names, size=(batch, 20))
+            items = np.vectorize(lambda d: f"{d}-{rng.integers(per_domain)}")(domains)
+            return items.tolist(), domains.tolist(), [target] * batch
 
-        requests = [request() for _ in range(args.requests + 20)]
-        in_process = []
-        for items, domains, target in requests:
-            t0 = time.perf_counter()
-            loaded(history_items=tf.constant([items]), history_domains=tf.constant([domains]), target_domain=tf.constant([target]), k=tf.constant(args.k))["item_ids"].numpy()
-            in_process.append(time.perf_counter() - t0)
-        server, port = start_server(os.path.join(tmp, "serving"), 0)
-        client = RecommendClient(f"127.0.0.1:{port}")
-        over_grpc = []
-        for items, domains, target in requests:
-            t0 = time.perf_counter()
-            client.recommend(list(zip(items, domains)), target, args.k)
-            over_grpc.append(time.perf_counter() - t0)
+        started = time.perf_counter()
+        loaded = tf.saved_model.load(exported).signatures["serving_default"]
+        load_s = time.perf_counter() - started
+
+        def in_process(r):
+            loaded(history_items=tf.constant(r[0]), history_domains=tf.constant(r[1]), target_domain=tf.constant(r[2]),
+                   k=tf.constant(args.k))["item_ids"].numpy()
+
+        singles = [request() for _ in range(args.requests + 20)]
+        first = time.perf_counter()
+        in_process(singles[0])
+        first_s = time.perf_counter() - first
+        latency = {"in-process serving_default (single request)": time_calls(in_process, singles)}
+        started = time.perf_counter()
+        server, port = start_server(serving_root, 0, poll_seconds=0)
+        start_s = time.perf_counter() - started
+        client = RecommendClient(f"127.0.0.1:{port}", timeout=60)
+        stub_call = lambda r: client.stub.Predict(_batch_request(r, args.k), timeout=60)  # noqa: E731
+        latency["gRPC PredictionService (loopback, single request)"] = time_calls(stub_call, singles)
+        throughput = []
+        for batch in args.batches:
+            batches = [request(batch) for _ in range(max(10, args.requests // batch) + 5)]
+            for path, call in (("in-process", in_process), ("gRPC", stub_call)):
+                samples = time_calls(call, batches, warmup=5)
+                throughput.append((path, batch, percentiles(samples), batch * len(samples) / sum(samples)))
         server.stop(0)
-    print(f"{args.items:,} items, {args.domains} domains, r=64, T=50, k={args.k}, history 20 items; "
-          f"{args.requests} timed requests after 20 warm-up; export {export_s:.1f} s; cores: {os.cpu_count()}\n")
+    print(f"{args.items:,} items, {args.domains} domains, r=64, T=50, 2 blocks, k={args.k}, history 20 items; "
+          f"{args.requests} timed requests after 20 warm-up; export {export_s:.1f} s, load {load_s:.1f} s, first request "
+          f"{first_s * 1000:.0f} ms; server start (load + warmup) {start_s:.1f} s; cores: {os.cpu_count()}\n")
     print("| path | p50 ms | p99 ms |")
     print("|---|---:|---:|")
-    for label, samples in (("in-process serving_default", in_process[20:]), ("gRPC PredictionService (loopback)", over_grpc[20:])):
+    for label, samples in latency.items():
         p50, p99 = percentiles(samples)
         print(f"| {label} | {p50:.1f} | {p99:.1f} |")
+    print("\n| path | batch (one target domain) | p50 ms | p99 ms | requests/s |")
+    print("|---|---:|---:|---:|---:|")
+    for path, batch, (p50, p99), rate in throughput:
+        print(f"| {path} | {batch} | {p50:.1f} | {p99:.1f} | {rate:,.0f} |")
     return 0
+
+
+def _batch_request(r, k):
+    request = build_request("syncrec", [], r[2][0], k)
+    request.inputs["history_items"].CopyFrom(tf.make_tensor_proto(np.array(r[0], dtype=object)))
+    request.inputs["history_domains"].CopyFrom(tf.make_tensor_proto(np.array(r[1], dtype=object)))
+    request.inputs["target_domain"].CopyFrom(tf.make_tensor_proto(np.array(r[2], dtype=object)))
+    return request
 
 
 if __name__ == "__main__":

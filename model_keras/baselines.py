@@ -20,7 +20,8 @@ from model_keras.model import SyNCRec
 class SequenceBaseline(SequentialRecommender):
     """A model of one sequence (X, or each X^d in SDSR mode): encode it, predict the next item at every step."""
 
-    def encode_sequence(self, ids, training=None):  # [N, T] -> [N, T, r]
+    def encode_sequence(self, ids, training=None, last_only=False):
+        """[N, T] ids -> [N, T, r] (or, where the encoder can, [N, 1, r] for the last position with `last_only`)."""
         raise NotImplementedError
 
     def _inputs(self, features):
@@ -38,7 +39,7 @@ class SequenceBaseline(SequentialRecommender):
 
     def user_representation(self, item_ids, training=False):
         (item_ids,) = trim_to_longest(item_ids)
-        return self.encode_sequence(item_ids, training)[:, -1]
+        return self.encode_sequence(item_ids, training, last_only=True)[:, -1]
 
     def single_user_representation(self, single_ids, domain, training=False):
         return self.user_representation(tf.gather(single_ids, domain - 1, batch_dims=1), training)
@@ -51,8 +52,8 @@ class SASRec(SequenceBaseline):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
         self.encoder = TransformerExpert(config.embed_dim, config.num_heads, config.num_blocks, config.dropout, name="encoder")
 
-    def encode_sequence(self, ids, training=None):
-        return self.encoder(self.embed(ids, training), causal_padding_mask(ids), training=training)
+    def encode_sequence(self, ids, training=None, last_only=False):
+        return self.encoder(self.embed(ids, training), causal_padding_mask(ids), training=training, last_only=last_only)
 
 
 class GRU4Rec(SequenceBaseline):
@@ -62,7 +63,7 @@ class GRU4Rec(SequenceBaseline):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
         self.gru = tf.keras.layers.GRU(config.embed_dim, return_sequences=True, dropout=config.dropout, name="gru")
 
-    def encode_sequence(self, ids, training=None):
+    def encode_sequence(self, ids, training=None, last_only=False):
         return self.gru(self.embedding(ids, training=training), mask=ids > 0, training=training)
 
 

@@ -124,13 +124,13 @@ class AsymmetricMixtureOfExperts(tf.keras.layers.Layer):
             mixed += _mix(gates, k, tf.stop_gradient(out) if self.asymmetric and k < self.num_cross_experts else out)
         return mixed, gates
 
-    def cross(self, cross_emb, cross_ids, training=None, causal=None):
-        """f^cross for X (Eq. 4) and the cross gate."""
+    def cross(self, cross_emb, cross_ids, training=None, causal=None, last_only=False):
+        """f^cross for X (Eq. 4) and the cross gate (`last_only`: the last position only, see TransformerExpert)."""
         mask = causal_padding_mask(cross_ids)
         gates = self.cross_gate(cross_emb[:, tf.newaxis], causal=causal)[:, 0]
         mixed = 0.0
         for k, expert in enumerate(self.experts):
-            out = expert(cross_emb, mask, training=training)
+            out = expert(cross_emb, mask, training=training, last_only=last_only)
             mixed += _mix(gates, k, tf.stop_gradient(out) if self.asymmetric and k >= self.num_cross_experts else out)
         return mixed, gates
 
@@ -140,9 +140,9 @@ class AsymmetricMixtureOfExperts(tf.keras.layers.Layer):
         return f_single, f_cross, (g_single, g_cross)
 
     def cross_only(self, cross_emb, cross_ids, training=None):
-        """f^cross alone (inference path of Eq. 19: no single-domain sequences needed). The gate of the
-        last step is Eq. 3's gate whether or not gates are causal, so it is computed once per sequence."""
-        return self.cross(cross_emb, cross_ids, training, causal=False)[0]
+        """f^cross of the last position [B, 1, r] (inference, Eq. 19: no single-domain sequences needed). The gate
+        of the last step is Eq. 3's gate whether or not gates are causal, so it is computed once per sequence."""
+        return self.cross(cross_emb, cross_ids, training, causal=False, last_only=True)[0]
 
     def get_config(self):
         return {

@@ -27,8 +27,12 @@ class TransformerBlock(tf.keras.layers.Layer):
         self.drop1 = FastDropout(dropout)
         self.drop2 = FastDropout(dropout)
 
-    def call(self, z, mask, training=None):
-        h = self.norm1(z + self.drop1(self.attention(z, z, attention_mask=mask, training=training), training=training))
+    def call(self, z, mask, training=None, last_only=False):
+        """Every position's output, or with `last_only` the last position's alone ([N, 1, r]): the same
+        value (its query attends to every key), computed without the other T-1 queries."""
+        query = z[:, -1:] if last_only else z
+        attended = self.attention(query, z, attention_mask=mask[:, -1:] if last_only else mask, training=training)
+        h = self.norm1(query + self.drop1(attended, training=training))
         return self.norm2(h + self.drop2(self.ffn_out(self.ffn_in(h)), training=training))
 
     def get_config(self):
@@ -37,16 +41,17 @@ class TransformerBlock(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable("syncrec")
 class TransformerExpert(tf.keras.layers.Layer):
-    """f^k_TRM = stack of `num_blocks` causal TransformerBlocks. Call: (E [N, T, r], mask [N, T, T])."""
+    """f^k_TRM = stack of `num_blocks` causal TransformerBlocks. Call: (E [N, T, r], mask [N, T, T]) -> [N, T, r],
+    or [N, 1, r] with `last_only` (inference needs the last position only: the final block skips T-1 queries)."""
 
     def __init__(self, embed_dim: int, num_heads: int, num_blocks: int, dropout: float, **kwargs):
         super().__init__(**kwargs)
         self.embed_dim, self.num_heads, self.num_blocks, self.dropout_rate = embed_dim, num_heads, num_blocks, dropout
         self.blocks = [TransformerBlock(embed_dim, num_heads, dropout, name=f"block_{i}") for i in range(num_blocks)]
 
-    def call(self, z, mask, training=None):
-        for block in self.blocks:
-            z = block(z, mask, training=training)
+    def call(self, z, mask, training=None, last_only=False):
+        for index, block in enumerate(self.blocks):
+            z = block(z, mask, training=training, last_only=last_only and index == len(self.blocks) - 1)
         return z
 
     def get_config(self):

@@ -197,3 +197,20 @@ def test_causal_gate_at_the_last_step_is_eq_3s_gate(make_model, batch):
     model = make_model(causal_gates=True)
     e = model.embed(batch["item"])[:, tf.newaxis]
     np.testing.assert_allclose(model.acmoe.cross_gate(e, causal=True)[:, 0, -1], model.acmoe.cross_gate(e, causal=False)[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("architecture", ["syncrec", "sasrec"])
+def test_inference_computes_the_last_step_of_the_training_path(make_model, batch, vocab, architecture):
+    """user_representation runs the final block for the last query only: the same numbers as the full pass."""
+    if architecture == "syncrec":
+        model = make_model()
+        full = model(batch)[:, -1]
+    else:
+        from model_keras.baselines import SASRec
+        from model_keras.config import ModelConfig
+
+        config = ModelConfig(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=20, embed_dim=16, num_blocks=2,
+                             dropout=0.0, architecture="sasrec")
+        model = SASRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(batch)
+        full = model.encode_sequence(batch["item"])[:, -1]
+    np.testing.assert_allclose(model.user_representation(batch["item"]), full, atol=1e-5)
