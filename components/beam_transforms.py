@@ -1,6 +1,7 @@
 """Beam building blocks of the transform component, each a `ptransform_fn` or a pure DoFn.
 
-ReadRawRecords -> ValidateRows -> GroupUsers -> (BuildVocabulary) -> BuildExamples -> writers.
+ReadRawRecords (split_reading: byte ranges on many workers) -> ValidateRows -> GroupUsers ->
+(BuildVocabulary) -> BuildExamples -> writers.
 Every record leaves either as part of an example or as a quarantined row with its reason;
 the stats computed here let the driver check rows_read == rows_accepted + rows_rejected.
 """
@@ -17,6 +18,7 @@ from components import readers
 from components.example_codec import encode_sequence_example
 from components.raw_log import TOO_MANY_DOMAINS, RowValidator
 from components.sequences import MIN_EVENTS_FOR_SPLIT, leave_one_out
+from components.split_reading import CHUNK_BYTES, ReadRawRecords
 from schemas.features import SPLITS
 from schemas.vocabulary import Vocabulary
 
@@ -29,16 +31,6 @@ LENGTH_BUCKETS = (3, 5, 10, 20, 50, 100, 200, 500, 1000)
 def quarantine_line(files: Sequence[str], file_index: int, line: int, reason: str, raw: str) -> str:
     """One JSON line of the quarantine output: where the row was, why it was refused, what it was."""
     return json.dumps({"reason": reason, "file": files[file_index], "line": line, "row": raw}, ensure_ascii=False)
-
-
-@beam.ptransform_fn
-def ReadRawRecords(root, files: Sequence[str], options: readers.ReaderOptions):  # noqa: N802 (Beam naming)
-    """All records of all files; each file is read by one worker, in file order."""
-    return (
-        root
-        | "ListFiles" >> beam.Create(list(enumerate(files)))
-        | "ReadFiles" >> beam.FlatMap(lambda entry: readers.read_records(entry[1], entry[0], options))
-    )
 
 
 class ValidateRowsFn(beam.DoFn):
@@ -243,9 +235,10 @@ def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabu
 
 @beam.ptransform_fn
 def TransformLogs(root, files: Sequence[str], options: readers.ReaderOptions, domains, min_events: int,
-                  min_item_count: int, max_len: int, keep_duplicates: bool = False, max_domains: int = 100):  # noqa: N802
+                  min_item_count: int, max_len: int, keep_duplicates: bool = False, max_domains: int = 100,
+                  chunk_bytes: int = CHUNK_BYTES):  # noqa: N802
     """The whole transform; returns a dict of PCollections (splits, rejected, vocabulary, stats)."""
-    records = root | "Read" >> ReadRawRecords(files, options)
+    records = root | "Read" >> ReadRawRecords(files, options, chunk_bytes)
     validated = records | "Validate" >> beam.ParDo(ValidateRowsFn(files, domains)).with_outputs(REJECTED, main="events")
     users = (
         validated.events

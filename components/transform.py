@@ -44,6 +44,7 @@ class TransformConfig:
     user_map: str | None = None
     domain_names: list[str] = field(default_factory=list)
     single_domain: str | None = None
+    chunk_bytes: int = 64 << 20  # large text inputs are read in ranges of this size, in parallel (split_reading)
     duplicates: str = "keep"  # exact duplicate events: "keep" (counted in stats.json) or "drop" (quarantined as duplicate_event)
     max_domains: int = 100
 
@@ -58,6 +59,8 @@ class TransformConfig:
             raise readers.InputError(f"--min-item-count must be >= 1 (got {self.min_item_count})")
         if self.duplicates not in ("drop", "keep"):
             raise readers.InputError(f"--duplicates must be drop or keep (got {self.duplicates!r})")
+        if self.chunk_bytes < 1024:
+            raise readers.InputError(f"--chunk-mb must be > 0 (got {self.chunk_bytes} bytes)")
         if not 1 <= self.max_domains <= 1000:
             raise readers.InputError(f"--max-domains must be in [1, 1000] (got {self.max_domains})")
 
@@ -203,7 +206,7 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
     with beam.Pipeline(options=_beam_options(config, beam_args)) as pipeline:
         result = pipeline | "TransformLogs" >> TransformLogs(
             files, config.reader_options(), config.domains, config.min_events, config.min_item_count, config.max_len,
-            keep_duplicates=config.duplicates == "keep", max_domains=config.max_domains,
+            keep_duplicates=config.duplicates == "keep", max_domains=config.max_domains, chunk_bytes=config.chunk_bytes,
         )
         for split, examples in result["splits"].items():
             _ = examples | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
@@ -267,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--single-domain", default=None, help="s3rec: the domain name (default: the file's stem)")
     parser.add_argument("--duplicates", choices=("keep", "drop"), default="keep",
                         help="exact duplicate events (same user, item, domain, time): keep and count them (default) or quarantine them")
+    parser.add_argument("--chunk-mb", type=int, default=64, help="large text inputs are read in ranges of this many MiB, in parallel")
     parser.add_argument("--verbose", action="store_true", help="show Beam's own log")
     parser.add_argument("--max-domains", type=int, default=100, help="refuse inputs with more domains (the model's cost grows with them)")
     return parser
@@ -288,6 +292,7 @@ def config_from_args(args: argparse.Namespace) -> TransformConfig:
         domain_names=[d.strip() for d in args.domain_names.split(",")] if args.domain_names else [],
         single_domain=args.single_domain,
         duplicates=args.duplicates,
+        chunk_bytes=args.chunk_mb << 20,
         max_domains=args.max_domains,
     )
 

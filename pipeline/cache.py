@@ -32,12 +32,13 @@ def _hash_file(path: str, digest=None) -> str:
 
 
 def fingerprint(files: list[str] = (), params: dict | None = None, code_dirs: tuple[str, ...] = ()) -> str:
-    """sha256 over file contents (in order), canonical JSON params and the code's sources
-    (`code_dirs`: files or folders relative to the repository; folders contribute *.py and *.pbtxt)."""
+    """sha256 over the input files (contents; path, size and time for remote ones), canonical JSON params
+    and the code's sources (`code_dirs`: files or folders relative to the repository; folders contribute
+    *.py and *.pbtxt)."""
+    from components.transform import input_fingerprint
+
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(os.path.basename(path).encode())
-        _hash_file(path, digest)
+    digest.update(input_fingerprint(list(files)).encode())
     digest.update(json.dumps(params or {}, sort_keys=True, default=str).encode())
     for entry in code_dirs:
         path = REPO / entry
