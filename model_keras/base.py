@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from model_keras import losses, require_tf_keras
+from model_keras import distribute, losses, require_tf_keras
 from model_keras.config import ModelConfig
 from model_keras.layers.embeddings import SharedEmbedding
 from schemas.features import MODEL_FEATURES
@@ -102,9 +102,21 @@ class SequentialRecommender(tf.keras.Model):
         allowed = tf.logical_and(allowed, tf.not_equal(tf.range(self.config.num_items)[tf.newaxis], oov[:, tf.newaxis]))
         return tf.where(allowed, logits, tf.fill(tf.shape(logits), -float("inf")))
 
-    def position_loss(self, representation, targets, domains):
+    def negatives(self, targets, domains, salt: int):
+        """One negative per position from the target's domain, the same whichever replica computes it and
+        however the batch was trimmed: uniform numbers are drawn for the global batch at full length T from
+        a stateless generator keyed by (training step, seed, salt), and this replica takes its rows and steps."""
+        rows = tf.shape(targets)[0]
+        first, global_rows = distribute.replica_rows(rows)
+        shape = tf.concat([[global_rows], tf.shape(targets)[1:-1], [self.config.max_len]], axis=0)
+        step = tf.cast(self.optimizer.iterations, tf.int32) if getattr(self, "optimizer", None) is not None else tf.constant(0)
+        uniform = tf.random.stateless_uniform(shape, seed=tf.stack([step, salt + 7919 * self.config.seed]))
+        uniform = uniform[first:first + rows][..., self.config.max_len - tf.shape(targets)[-1]:]
+        return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
+
+    def position_loss(self, representation, targets, domains, salt: int = 0):
         """Eq. 8/9 at every position: the target against one negative drawn from its domain."""
-        negatives = losses.sample_negatives(domains, self.domain_start, self.domain_count)
+        negatives = self.negatives(targets, domains, salt)
         table = self.embedding.item_table
         return losses.pairwise_loss(tf.reduce_sum(representation * tf.gather(table, targets), -1),
                                     tf.reduce_sum(representation * tf.gather(table, negatives), -1), self.config.loss)
@@ -120,8 +132,11 @@ class SequentialRecommender(tf.keras.Model):
 
     # ------------------------------------------------------------------ keras hooks
     def _record(self, terms):
+        # Each replica's loss terms are its share of the global value (normalised by global sums), and
+        # Keras averages a metric over replicas: so each share is reported times the number of replicas.
+        replicas = float(distribute.num_replicas())
         for name in self.loss_names():
-            self.trackers[name].update_state(terms[name])
+            self.trackers[name].update_state(terms[name] * replicas)
         for term in self.domain_terms():
             for d, name in enumerate(self.domain_names):
                 self.trackers[f"{term}/{name}"].update_state(terms[term][d])

@@ -17,6 +17,7 @@ REDUCTIONS = ("sum", "mean", "domain_mean")
 LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
 ARCHITECTURES = ("syncrec", "sasrec", "gru4rec", "bprmf")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # model_keras.distribute
 
 # Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
 DEVIATIONS = {
@@ -60,6 +61,7 @@ class ModelConfig:
     batch_size: int = 128
     epochs: int = 200  # the most epochs; training stops earlier when valid NDCG@10 stalls for `patience`
     patience: int = 10  # epochs without a better valid NDCG@10 before stopping (0: never stop early)
+    distribution: str = "none"  # "mirrored": the local devices; "multi_worker": the workers named by TF_CONFIG
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -85,7 +87,7 @@ class ModelConfig:
             if not low <= getattr(self, name) <= high:
                 problems.append(f"{name} must be in [{low}, {high}] (got {getattr(self, name)})")
         for name, choices in (("loss", LOSSES), ("loss_reduction", REDUCTIONS), ("lambda_scale", LAMBDA_SCALES),
-                              ("mode", MODES), ("architecture", ARCHITECTURES)):
+                              ("mode", MODES), ("architecture", ARCHITECTURES), ("distribution", DISTRIBUTIONS)):
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be one of {list(choices)} (got {getattr(self, name)!r})")
         if not 0.0 <= self.dropout < 1.0:

@@ -32,14 +32,15 @@ def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce")
     raise ValueError(f"unknown pairwise loss {kind!r}")
 
 
-def sample_negatives(target_domain: tf.Tensor, domain_start: tf.Tensor, domain_count: tf.Tensor, seed=None) -> tf.Tensor:
+def sample_negatives(target_domain: tf.Tensor, domain_start: tf.Tensor, domain_count: tf.Tensor, uniform: tf.Tensor | None = None) -> tf.Tensor:
     """One item per position drawn uniformly from V^d of the target's domain (OOV excluded).
 
-    domain_start/domain_count are indexed by domain id (id 0 = none -> PAD item 0).
+    domain_start/domain_count are indexed by domain id (id 0 = none -> PAD item 0); `uniform` holds one
+    number in [0, 1) per position (drawn here when None).
     """
     start = tf.gather(domain_start, target_domain)
     count = tf.gather(domain_count, target_domain)
-    u = tf.random.uniform(tf.shape(target_domain), seed=seed)
+    u = tf.random.uniform(tf.shape(target_domain)) if uniform is None else uniform
     return start + tf.cast(tf.floor(u * tf.cast(count, tf.float32)), target_domain.dtype) * tf.cast(count > 0, target_domain.dtype)
 
 
@@ -52,7 +53,7 @@ def global_sum(value: tf.Tensor) -> tf.Tensor:
 
 
 def domain_sums(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """(sum of `values` per domain 1..D over unmasked positions [D], position counts [D]), over all replicas.
+    """(sum of `values` per domain 1..D over unmasked positions [D], position counts [D]) of this replica's batch.
 
     Masked positions contribute nothing, whatever their value (NaN and inf included).
     """
@@ -61,12 +62,13 @@ def domain_sums(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_doma
     flat_domains = tf.boolean_mask(tf.reshape(domains, [-1]), flat_mask) - 1
     sums = tf.math.unsorted_segment_sum(flat_values, flat_domains, num_domains)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(flat_values), flat_domains, num_domains)
-    return global_sum(sums), global_sum(counts)
+    return sums, counts
 
 
 def domain_means(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """(mean of `values` per domain 1..D over unmasked positions [D], position counts [D])."""
+    """(mean of `values` per domain 1..D over the unmasked positions of the global batch [D], position counts [D])."""
     sums, counts = domain_sums(values, domains, mask, num_domains)
+    sums, counts = global_sum(sums), global_sum(counts)
     return tf.math.divide_no_nan(sums, counts), counts
 
 
@@ -74,10 +76,12 @@ def reduce(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: 
            num_sequences: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
     """One loss from per-position losses (see the module docstring).
 
-    values, domains (1..D), mask: the same shape; num_sequences: this replica's batch size (the sum
-    reduction divides by the global one); weights [D] or None (= 1 for every domain).
+    values, domains (1..D), mask: the same shape; num_sequences: this replica's batch size; weights [D] or
+    None (= 1 for every domain). Under tf.distribute this is the replica's share: its own positions' sum
+    over the global normaliser, so the shares (and their gradients) add up to the global batch's loss.
     """
     sums, counts = domain_sums(values, domains, mask, num_domains)
+    counts = global_sum(counts)
     if weights is not None:
         sums = sums * weights
     if reduction == "sum":
@@ -100,6 +104,7 @@ def negative_transfer_gap(single_loss: tf.Tensor, cross_loss: tf.Tensor, target_
     cross-domain view hurts domain d.
     """
     sums, counts = domain_sums(single_loss - cross_loss, target_domain, mask, num_domains)
+    sums, counts = global_sum(sums), global_sum(counts)  # a measurement: the same on every replica
     if reduction == "sum":
         return sums / tf.maximum(global_sum(tf.cast(num_sequences, tf.float32)), 1.0)
     return tf.math.divide_no_nan(sums, counts)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from model_keras import losses
+from model_keras import distribute, losses
 from model_keras.base import SequentialRecommender, trim_to_longest
 from model_keras.config import ModelConfig
 from model_keras.layers.experts import AsymmetricMixtureOfExperts, Towers
@@ -49,7 +49,9 @@ class SyNCRec(SequentialRecommender):
         self.ntg_beta = self.add_weight(name="ntg_beta", shape=[], initializer=constant(1.0), trainable=c.learn_ntg_coefficients)
         self.ntg_log_temperature = self.add_weight(name="ntg_log_temperature", shape=[], initializer=constant(math.log(c.temperature)),
                                                    trainable=c.learn_temperature)
-        self.ntg_lambda = self.add_weight(name="ntg_lambda", shape=[c.num_domains], initializer="zeros", trainable=False)
+        # lambda is computed from global sums, so every replica holds the same value: the first one's is kept.
+        self.ntg_lambda = self.add_weight(name="ntg_lambda", shape=[c.num_domains], initializer="zeros", trainable=False,
+                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def loss_names(self):
         return ("loss", "single_loss", "cross_loss", "mim_loss")
@@ -99,7 +101,7 @@ class SyNCRec(SequentialRecommender):
     def single_task(self, enc: Encoded, batch):
         """Eq. 8 at every step of every X^d: (per-step losses [B, D, L1], L_single)."""
         domains = self.single_domains(enc.single_target)
-        per_step = self.position_loss(enc.y_single, enc.single_target, domains)
+        per_step = self.position_loss(enc.y_single, enc.single_target, domains, salt=1)
         return per_step, self.reduce(per_step, domains, enc.single_target > 0, batch)
 
     def negative_transfer(self, single_steps, cross_steps, enc: Encoded, batch):
@@ -123,8 +125,13 @@ class SyNCRec(SequentialRecommender):
         counts = tf.reduce_sum(onehot, axis=1)  # [B, D]
         pool = lambda y: tf.math.divide_no_nan(tf.einsum("btd,btr->bdr", onehot, y), counts[..., tf.newaxis])  # noqa: E731
         present = counts > 0
-        per_user = losses.sc_mim_loss(pool(self._aligned(enc.y_single, enc)), pool(enc.y_cross), present, self.mim_bilinear,
-                                      c.mim_temperature)  # [D, B]
+        # The other users of the *global* batch are the negatives (Eq. 16): gathered from every replica.
+        single, cross = pool(self._aligned(enc.y_single, enc)), pool(enc.y_cross)
+        first, _ = distribute.replica_rows(batch)
+        every_single = distribute.gather_replicas(single)
+        every_present = tf.cast(distribute.gather_replicas(tf.cast(present, tf.float32)), tf.bool)
+        per_user = losses.sc_mim_loss(every_single, distribute.gather_replicas(cross), every_present, self.mim_bilinear, c.mim_temperature)
+        per_user = per_user[:, first:first + batch]  # this replica's users: each user's loss is counted once
         domains = tf.broadcast_to(tf.range(1, c.num_domains + 1)[:, tf.newaxis], tf.shape(per_user))
         return self.reduce(per_user, domains, tf.transpose(present), batch)
 
@@ -134,7 +141,7 @@ class SyNCRec(SequentialRecommender):
         enc = self.encode(features, training)
         batch = tf.shape(enc.target)[0]
         single_steps, l_single = self.single_task(enc, batch)
-        cross_steps = self.position_loss(enc.y_cross, enc.target, enc.target_domain)
+        cross_steps = self.position_loss(enc.y_cross, enc.target, enc.target_domain, salt=2)
         phi, lam = self.negative_transfer(single_steps, cross_steps, enc, batch)
         l_cross = self.cross_task(cross_steps, lam, enc, batch)
         l_mim = self.sc_mim(enc, batch)

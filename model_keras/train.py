@@ -16,12 +16,14 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from model_keras import distribute
 from model_keras.config import ModelConfig, parse_settings
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics
 from model_keras.input_fn import make_dataset
@@ -106,10 +108,11 @@ def _restore_or_warm_start(model, vocabulary, output_dir, warm_start):
     return checkpoint, manager
 
 
-def _fit(model, train, config, initial_epoch, callbacks, verbose) -> tuple[int, dict]:
+def _fit(model, train, config, initial_epoch, callbacks, verbose, steps=None) -> tuple[int, dict]:
     """model.fit from `initial_epoch`; (epochs run now, per-epoch loss history). A NaN loss is TrainingDiverged."""
     try:
-        history = model.fit(train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks)
+        history = model.fit(train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
+                            steps_per_epoch=steps)
     except tf.errors.InvalidArgumentError as err:
         if NON_FINITE_LOSS in str(err):
             raise TrainingDiverged(f"training diverged: a batch's loss became NaN or infinite; lower learning_rate "
@@ -155,11 +158,21 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     require_complete_examples(examples_dir)
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
     tf.keras.utils.set_random_seed(config.seed)
-    train = make_dataset(examples_dir, "train", vocabulary.num_domains, config.batch_size, shuffle=True, seed=config.seed)
-    sample = next(iter(train))
+    strategy = distribute.make_strategy(config.distribution)
+    final_dir, chief = output_dir, distribute.is_chief()
+    if not chief:  # every worker saves (collectives need them all), only the chief into the real folder
+        output_dir = os.path.join(output_dir, f".worker-{distribute.worker()[0]}")
+    batches = lambda size: make_dataset(examples_dir, "train", vocabulary.num_domains, size, shuffle=True, seed=config.seed)  # noqa: E731
+    sample = next(iter(batches(config.batch_size)))
     config.num_items, config.num_domains, config.max_len = vocabulary.num_items, vocabulary.num_domains, int(sample["item"].shape[1])
     config.validate()
-    model = build_model(config, vocabulary, sample)
+    with strategy.scope():
+        model = build_model(config, vocabulary, sample)
+    train, steps = batches(config.batch_size), None
+    if config.distribution != "none":
+        with open(os.path.join(examples_dir, "stats.json"), encoding="utf-8") as handle:
+            train_examples = json.load(handle)["examples"]["train"]
+        train, steps = distribute.distributed_dataset(strategy, batches, config.batch_size, train_examples)
     os.makedirs(output_dir, exist_ok=True)
     checkpoint, manager = _restore_or_warm_start(model, vocabulary, output_dir, warm_start)
     view = "single" if config.mode == "sdsr" else "cross"
@@ -169,8 +182,13 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     initial_epoch, started = int(checkpoint.epoch.numpy()), time.time()
     epochs_run, fresh_history = 0, {}
     if config.epochs > initial_epoch and not validation.state["stopped_early"]:
-        epochs_run, fresh_history = _fit(model, train, config, initial_epoch, callbacks, verbose)
+        epochs_run, fresh_history = _fit(model, train, config, initial_epoch, callbacks, verbose, steps)
     seconds = time.time() - started
+    if not chief:  # the chief goes on alone: no collective op may follow
+        shutil.rmtree(output_dir, ignore_errors=True)
+        return {"config": config.to_dict(), "best_epoch": validation.state["best_epoch"], "model": None}
+    if config.distribution != "none":  # the outputs come from a plain copy: no distributed variables in them
+        model = build_model(config, vocabulary, sample)
     if validation.state["best_epoch"]:
         model.load_weights(os.path.join(output_dir, "best", "weights")).expect_partial()
         valid_result = validation.state["best_result"]
@@ -190,9 +208,9 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
         "loss_history": _loss_history(output_dir, fresh_history),
     }
     if export:
-        _export(model, config, vocabulary, output_dir)
-    _write_json(os.path.join(output_dir, "model_config.json"), config.to_dict())
-    _write_json(os.path.join(output_dir, "training.json"), summary)
+        _export(model, config, vocabulary, final_dir)
+    _write_json(os.path.join(final_dir, "model_config.json"), config.to_dict())
+    _write_json(os.path.join(final_dir, "training.json"), summary)
     return {**summary, "model": model}
 
 
@@ -249,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if summary["model"] is None:
+        print(f"worker {distribute.worker()[0]} done (the chief writes {args.output})")
+        return 0
     print(format_metrics(summary["valid"], f"valid split, best epoch {summary['best_epoch']} of {summary['last_epoch']}"))
     print(f"wrote {args.output} (saved_model/, checkpoints/, best/, logs/, training.json)")
     return 0
