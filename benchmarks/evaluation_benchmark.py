@@ -11,7 +11,6 @@ Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,31 +19,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components.example_codec import encode_sequence_example
-from components.sequences import leave_one_out
+from benchmarks.synthetic_examples import write_examples
 from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.train import build_model
 from model_keras.input_fn import make_dataset
-from schemas.features import COMPLETION_MARKER
 from schemas.vocabulary import Vocabulary
-
-
-def write_examples(folder: str, users: int, vocab: Vocabulary, rng) -> None:
-    """A transform-shaped output (examples of every split, vocabulary, completion marker) without Beam."""
-    writers = {split: tf.io.TFRecordWriter(os.path.join(folder, split, "part-00000.tfrecord.gz"), options="GZIP")
-               for split in ("train", "valid", "test") if os.makedirs(os.path.join(folder, split), exist_ok=True) is None}
-    for user in range(users):
-        length = int(rng.integers(5, 50))
-        domains = rng.integers(1, vocab.num_domains + 1, size=length)
-        events = [(int(rng.integers(vocab.domain(int(d)).start + 1, vocab.domain(int(d)).end)), int(d)) for d in domains]
-        for example in leave_one_out(f"u{user}", events, vocab.num_domains, 50):
-            writers[example.split].write(encode_sequence_example(example))
-    for writer in writers.values():
-        writer.close()
-    vocab.save(os.path.join(folder, "vocabulary.json"))
-    with open(os.path.join(folder, COMPLETION_MARKER), "w", encoding="utf-8") as handle:
-        json.dump({"users": users}, handle)
 
 
 def main(argv: list[str] | None = None) -> int:

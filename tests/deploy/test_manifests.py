@@ -111,3 +111,15 @@ def test_the_check_catches_misspelled_fields_and_wrong_types():
         check_fields({"spec": {"replica": 2}}, "V1Deployment", "d")
     with pytest.raises(AssertionError, match="must be int"):
         check_fields({"spec": {"replicas": "two"}}, "V1Deployment", "d")
+
+
+def test_tfjob_runs_the_trainer_on_several_workers():
+    (job,) = by_kind("TFJob")
+    assert job["apiVersion"] == "kubeflow.org/v1"
+    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] >= 2
+    check_fields(worker["template"], "V1PodTemplateSpec", "tfjob.template")
+    (container,) = worker["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "model_keras.train"] and "--set=distribution=multi_worker" in container["args"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in worker["template"]["spec"]["volumes"]}
+    assert claims == {PipelineConfig().models_pvc}
