@@ -8,6 +8,7 @@ global batch 128) as 1 worker with 2 threads, and as 2 worker processes (TF_CONF
 with 1 thread each, and prints training sequences/s. On 2 cores the second worker brings no new
 core, only the collectives: this measures their cost; the speed-up needs machines with cores to add.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,15 @@ import numpy as np
 from benchmarks.synthetic_examples import write_examples
 from schemas.vocabulary import Vocabulary
 
-SETTINGS = ["distribution=multi_worker", "embed_dim=64", "num_blocks=2", "num_experts=4", "num_cross_experts=3", "batch_size=128",
-            "patience=0"]
+SETTINGS = [
+    "distribution=multi_worker",
+    "embed_dim=64",
+    "num_blocks=2",
+    "num_experts=4",
+    "num_cross_experts=3",
+    "batch_size=128",
+    "patience=0",
+]
 
 
 def run_workers(examples: str, output: str, workers: int, threads: int, epochs: int) -> dict:
@@ -37,11 +45,24 @@ def run_workers(examples: str, output: str, workers: int, threads: int, epochs: 
     processes = []
     started = time.perf_counter()
     for index in range(workers):
-        env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
-                   TF_CONFIG=json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}))
+        env = dict(
+            os.environ,
+            TF_NUM_INTRAOP_THREADS=str(threads),
+            TF_NUM_INTEROP_THREADS="1",
+            TF_CONFIG=json.dumps(
+                {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+            ),
+        )
         args = ["--set", f"epochs={epochs}", *[a for s in SETTINGS for a in ("--set", s)]]
-        processes.append(subprocess.Popen([sys.executable, "-m", "model_keras.train", "--examples", examples, "--output", output, *args],
-                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "model_keras.train", "--examples", examples, "--output", output, *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for process in processes:
         _, err = process.communicate()
         if process.returncode:
@@ -61,11 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         write_examples(os.path.join(tmp, "examples"), args.users, vocab, np.random.default_rng(0))
         for workers, threads in ((1, 2), (2, 1)):
-            result = run_workers(os.path.join(tmp, "examples"), os.path.join(tmp, f"out{workers}"), workers, threads, args.epochs)
+            result = run_workers(
+                os.path.join(tmp, "examples"), os.path.join(tmp, f"out{workers}"), workers, threads, args.epochs
+            )
             steps = args.users // 128 * args.epochs
             rows.append((workers, threads, result, steps * 128 / result["train_seconds"]))
-    print(f"SyNCRec r=64 T=50 K=4 j=3 2 blocks, global batch 128, 5 domains, {args.users:,} train sequences, {args.epochs} epochs "
-          f"(each with a validation pass); cores: {os.cpu_count()}\n")
+    print(
+        f"SyNCRec r=64 T=50 K=4 j=3 2 blocks, global batch 128, 5 domains, {args.users:,} train sequences, "
+        f"{args.epochs} epochs "
+        f"(each with a validation pass); cores: {os.cpu_count()}\n"
+    )
     print("| workers | threads each | train s (with validation) | sequences/s | last epoch loss |")
     print("|---:|---:|---:|---:|---:|")
     for workers, threads, result, rate in rows:

@@ -8,6 +8,7 @@ model_keras.evaluation.evaluate for an (untrained: speed does not depend on the 
 r=64, T=50, two blocks: 99 sampled negatives, and full ranking over the label's domain. Prints a
 Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,6 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from benchmarks.synthetic_examples import write_examples
 from model_keras.config import ModelConfig
@@ -38,11 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         write_examples(folder, args.users, vocab, rng)
-        config = ModelConfig(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=2)
+        config = ModelConfig(
+            num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=2
+        )
         model = build_model(config, vocab, next(iter(make_dataset(folder, "train", vocab.num_domains, 2))))
         scorer = ModelScorer(model)
-        for label, protocol in (("99 sampled negatives (100 candidates)", EvalProtocol()),
-                                (f"full ranking over the domain ({args.items:,} items)", EvalProtocol(full_ranking=True))):
+        for label, protocol in (
+            ("99 sampled negatives (100 candidates)", EvalProtocol()),
+            (f"full ranking over the domain ({args.items:,} items)", EvalProtocol(full_ranking=True)),
+        ):
             evaluate(scorer, folder, "valid", vocab, protocol)  # compiles the scoring functions
             started = time.perf_counter()
             result = evaluate(scorer, folder, "test", vocab, protocol)

@@ -7,6 +7,7 @@ vocabulary size (benchmarks.training_benchmark in a fresh process per size). Use
 transform's wall time, events/s and peak RSS for each number of users (5 to ~10 events each, so
 the users generated are somewhat fewer than asked for).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,23 +23,61 @@ from synthetic.generator import SyntheticConfig, write_csv
 
 
 def train_at(items: int, steps: int) -> dict:
-    command = [sys.executable, "-m", "benchmarks.training_benchmark", "--max-len", "50", "--steps", str(steps),
-               "--items", str(items), "--embed-dim", "64"]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.training_benchmark",
+        "--max-len",
+        "50",
+        "--steps",
+        str(steps),
+        "--items",
+        str(items),
+        "--embed-dim",
+        "64",
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     row = [line for line in output.splitlines() if re.match(r"\| 50 \|", line)][0]
     cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]
-    return {"ms_step": float(cells[1]), "seq_s": float(cells[2]), "eval_users_s": float(cells[3]), "peak_mb": float(cells[4])}
+    return {
+        "ms_step": float(cells[1]),
+        "seq_s": float(cells[2]),
+        "eval_users_s": float(cells[3]),
+        "peak_mb": float(cells[4]),
+    }
 
 
 def transform_at(users: int, tmp: str) -> dict:
     path = os.path.join(tmp, f"users{users}.csv")
     events = users * 6
-    write_csv(SyntheticConfig(events=events, domains=5, items_per_domain=20_000, mean_events_per_user=6.0, min_events_per_user=5, seed=0), path)
+    write_csv(
+        SyntheticConfig(
+            events=events, domains=5, items_per_domain=20_000, mean_events_per_user=6.0, min_events_per_user=5, seed=0
+        ),
+        path,
+    )
     out = os.path.join(tmp, f"out{users}")
     before = time.perf_counter()
     # GNU time reports this run's own peak RSS (RUSAGE_CHILDREN would be the maximum over all runs).
-    done = subprocess.run(["/usr/bin/time", "-f", "peak_kb=%M", sys.executable, "-m", "components.transform", "--input", path,
-                           "--format", "raw", "--output", out], check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "peak_kb=%M",
+            sys.executable,
+            "-m",
+            "components.transform",
+            "--input",
+            path,
+            "--format",
+            "raw",
+            "--output",
+            out,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - before
     peak_mb = int(re.findall(r"peak_kb=(\d+)", done.stderr)[-1]) / 1024
     with open(os.path.join(out, "stats.json"), encoding="utf-8") as handle:
@@ -59,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|---:|---:|---:|---:|---:|")
         for items in args.items:
             r = train_at(items, args.steps)
-            print(f"| {items:,} | {r['ms_step']:,.0f} | {r['seq_s']:,.1f} | {r['eval_users_s']:,.0f} | {r['peak_mb']:,.0f} |", flush=True)
+            print(
+                f"| {items:,} | {r['ms_step']:,.0f} | {r['seq_s']:,.1f} | {r['eval_users_s']:,.0f} "
+                f"| {r['peak_mb']:,.0f} |",
+                flush=True,
+            )
         print()
     if args.users:
         print("| users (generated) | events | transform s | events/s | peak RSS MB |")
@@ -67,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for users in args.users:
                 r = transform_at(users, tmp)
-                print(f"| {r['users']:,} | {r['events']:,} | {r['seconds']:.1f} | {r['events'] / r['seconds']:,.0f} | {r['peak_mb']:,.0f} |", flush=True)
+                print(
+                    f"| {r['users']:,} | {r['events']:,} | {r['seconds']:.1f} | {r['events'] / r['seconds']:,.0f} "
+                    f"| {r['peak_mb']:,.0f} |",
+                    flush=True,
+                )
     return 0
 
 

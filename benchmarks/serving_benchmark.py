@@ -8,6 +8,7 @@ synthetic vocabulary of --items items over 5 domains, r=64, T=50, two blocks, th
 PredictionService server + gRPC client, single requests and batches of one target domain. Prints
 Markdown tables: p50/p99 latency per path, and requests/s per batch size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,12 @@ def export_model(items: int, domains: int, folder: str) -> tuple[str, list[str],
     per_domain = items // domains
     names = [f"D{d}" for d in range(domains)]
     vocab = Vocabulary.from_counts({(name, f"{name}-{i}"): 1 for name in names for i in range(per_domain)})
-    config = ModelConfig(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=2)
-    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
+    config = ModelConfig(
+        num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=2
+    )
+    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(
+        dummy_batch(config)
+    )
     return export_saved_model(model, config.max_len, vocab, os.path.join(folder, "model")), names, per_domain
 
 
@@ -80,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - started
 
         def in_process(r):
-            loaded(history_items=tf.constant(r[0]), history_domains=tf.constant(r[1]), target_domain=tf.constant(r[2]),
-                   k=tf.constant(args.k))["item_ids"].numpy()
+            loaded(
+                history_items=tf.constant(r[0]),
+                history_domains=tf.constant(r[1]),
+                target_domain=tf.constant(r[2]),
+                k=tf.constant(args.k),
+            )["item_ids"].numpy()
 
         singles = [request() for _ in range(args.requests + 20)]
         first = time.perf_counter()
@@ -101,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                 samples = time_calls(call, batches, warmup=5)
                 throughput.append((path, batch, percentiles(samples), batch * len(samples) / sum(samples)))
         server.stop(0)
-    print(f"{args.items:,} items, {args.domains} domains, r=64, T=50, 2 blocks, k={args.k}, history 20 items; "
-          f"{args.requests} timed requests after 20 warm-up; export {export_s:.1f} s, load {load_s:.1f} s, first request "
-          f"{first_s * 1000:.0f} ms; server start (load + warmup) {start_s:.1f} s; cores: {os.cpu_count()}\n")
+    print(
+        f"{args.items:,} items, {args.domains} domains, r=64, T=50, 2 blocks, k={args.k}, history 20 items; "
+        f"{args.requests} timed requests after 20 warm-up; export {export_s:.1f} s, load {load_s:.1f} s, first request "
+        f"{first_s * 1000:.0f} ms; server start (load + warmup) {start_s:.1f} s; cores: {os.cpu_count()}\n"
+    )
     print("| path | p50 ms | p99 ms |")
     print("|---|---:|---:|")
     for label, samples in latency.items():

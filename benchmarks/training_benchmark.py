@@ -7,6 +7,7 @@ like Amazon), so shapes and padding are the real ones. Prints a Markdown table: 
 sequences/s and ms/step (compiled train_step, after warm-up), eval users/s (Eq. 19 + 100
 candidates each) and peak RSS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def synthetic_batch(batch_size: int, max_len: int, num_domains: int, items_per_d
         items = 2 + (domains - 1) * (items_per_domain + 1) + 1 + rng.integers(0, items_per_domain, size=length + 1)
         events = list(zip(items.tolist(), domains.tolist()))
         rows.append(build_example("u", "train", events[:-1], events[-1], num_domains, max_len))
-    batch = {name: tf.constant([getattr(r, name) for r in rows], tf.int32)
-             for name in ("item", "target_item", "target_domain", "single_index")}
+    batch = {
+        name: tf.constant([getattr(r, name) for r in rows], tf.int32)
+        for name in ("item", "target_item", "target_domain", "single_index")
+    }
     for name in PER_DOMAIN_FEATURES:
         batch[name] = tf.transpose(tf.constant([getattr(r, name) for r in rows], tf.int32), [0, 2, 1])
     batch["label_domain"] = tf.constant([r.label_domain for r in rows], tf.int32)
@@ -46,15 +49,31 @@ def measure(max_len: int, args) -> dict:
     rng = np.random.default_rng(0)
     tf.keras.utils.set_random_seed(0)
     num_items = 2 + args.domains * (args.items // args.domains + 1)
-    ranges = [(2 + d * (args.items // args.domains + 1), 2 + (d + 1) * (args.items // args.domains + 1)) for d in range(args.domains)]
-    config = ModelConfig(num_items=num_items, num_domains=args.domains, max_len=max_len, embed_dim=args.embed_dim,
-                         num_experts=args.experts, num_cross_experts=min(3, args.experts), num_blocks=2, num_heads=1, batch_size=args.batch_size)
+    ranges = [
+        (2 + d * (args.items // args.domains + 1), 2 + (d + 1) * (args.items // args.domains + 1))
+        for d in range(args.domains)
+    ]
+    config = ModelConfig(
+        num_items=num_items,
+        num_domains=args.domains,
+        max_len=max_len,
+        embed_dim=args.embed_dim,
+        num_experts=args.experts,
+        num_cross_experts=min(3, args.experts),
+        num_blocks=2,
+        num_heads=1,
+        batch_size=args.batch_size,
+    )
     model = SyNCRec(config, ranges)
-    batches = [synthetic_batch(args.batch_size, max_len, args.domains, args.items // args.domains, rng) for _ in range(3)]
+    batches = [
+        synthetic_batch(args.batch_size, max_len, args.domains, args.items // args.domains, rng) for _ in range(3)
+    ]
     model.build_for(batches[0])
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     train_fn = model.make_train_function()
-    iterator = iter(tf.data.Dataset.from_tensor_slices({k: tf.stack([b[k] for b in batches]) for k in batches[0]}).repeat())
+    iterator = iter(
+        tf.data.Dataset.from_tensor_slices({k: tf.stack([b[k] for b in batches]) for k in batches[0]}).repeat()
+    )
     for _ in range(2):  # trace + warm-up
         train_fn(iterator)
     started = time.perf_counter()
@@ -74,7 +93,12 @@ def measure(max_len: int, args) -> dict:
     for _ in range(args.steps):
         eval_step(items, candidates).numpy()
     eval_s = (time.perf_counter() - started) / args.steps
-    return {"T": max_len, "ms_step": step_s * 1000, "seq_s": args.batch_size / step_s, "eval_users_s": eval_batch / eval_s}
+    return {
+        "T": max_len,
+        "ms_step": step_s * 1000,
+        "seq_s": args.batch_size / step_s,
+        "eval_users_s": eval_batch / eval_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domains", type=int, default=5)
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args(argv)
-    print(f"SyNCRec r={args.embed_dim} K={args.experts} j={min(3, args.experts)} blocks=2 batch={args.batch_size} D={args.domains} items={args.items:,}; "
-          f"cores: {os.cpu_count()}, TF {tf.__version__}\n")
+    print(
+        f"SyNCRec r={args.embed_dim} K={args.experts} j={min(3, args.experts)} blocks=2 batch={args.batch_size} "
+        f"D={args.domains} items={args.items:,}; "
+        f"cores: {os.cpu_count()}, TF {tf.__version__}\n"
+    )
     print("| T | train ms/step | train sequences/s | eval users/s (100 candidates) | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|")
     for max_len in args.max_len:

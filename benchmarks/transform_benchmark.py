@@ -5,6 +5,7 @@
 Each configuration runs `python -m components.transform` in a fresh process (so peak RSS is
 that run's own, Beam workers included) on the same synthetic CSV and prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,19 @@ from synthetic.generator import SyntheticConfig, write_csv
 
 
 def run_once(csv_path: str, out: str, max_len: int, workers: int) -> dict:
-    command = [sys.executable, "-m", "components.transform", "--input", csv_path, "--format", "raw", "--output", out, "--max-len", str(max_len)]
+    command = [
+        sys.executable,
+        "-m",
+        "components.transform",
+        "--input",
+        csv_path,
+        "--format",
+        "raw",
+        "--output",
+        out,
+        "--max-len",
+        str(max_len),
+    ]
     if workers > 1:
         command += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -44,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         csv_path = os.path.join(tmp, "events.csv")
         started = time.perf_counter()
         write_csv(SyntheticConfig(events=args.events, domains=args.domains, seed=0), csv_path)
-        print(f"generated {args.events:,} synthetic events ({args.domains} domains) in {time.perf_counter() - started:.1f} s; cores: {os.cpu_count()}\n")
+        print(
+            f"generated {args.events:,} synthetic events ({args.domains} domains) in "
+            f"{time.perf_counter() - started:.1f} s; cores: {os.cpu_count()}\n"
+        )
         print("| events | T | workers | users | wall s | events/s | events/min | peak RSS MB (largest process) |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for workers in args.workers:
             result = run_once(csv_path, os.path.join(tmp, f"out{workers}"), args.max_len, workers)
             rate = args.events / result["seconds"]
-            print(f"| {args.events:,} | {args.max_len} | {workers} | {result['stats']['users']:,} | {result['seconds']:.1f} | {rate:,.0f} | {rate * 60:,.0f} | {result['peak_mb']:,.0f} |")
+            print(
+                f"| {args.events:,} | {args.max_len} | {workers} | {result['stats']['users']:,} "
+                f"| {result['seconds']:.1f} "
+                f"| {rate:,.0f} | {rate * 60:,.0f} | {result['peak_mb']:,.0f} |"
+            )
     return 0
 
 

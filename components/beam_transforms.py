@@ -5,6 +5,7 @@ ReadRawRecords (split_reading: byte ranges on many workers) -> ValidateRows -> G
 Every record leaves either as part of an example or as a quarantined row with its reason;
 the stats computed here let the driver check rows_read == rows_accepted + rows_rejected.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,14 @@ class ValidateRowsFn(beam.DoFn):
         if reason is None:
             event, reason = self._validator.validate(record.row)
             if event is not None:
-                yield event.user_id, (event.timestamp, record.file_index, record.line, record.sub, event.item_id, event.domain)
+                yield (
+                    event.user_id,
+                    (event.timestamp, record.file_index, record.line, record.sub, event.item_id, event.domain),
+                )
                 return
-        yield pvalue.TaggedOutput(REJECTED, quarantine_line(self._files, record.file_index, record.line, reason, record.raw))
+        yield pvalue.TaggedOutput(
+            REJECTED, quarantine_line(self._files, record.file_index, record.line, reason, record.raw)
+        )
 
 
 class FilterShortUsersFn(beam.DoFn):
@@ -81,12 +87,16 @@ class FilterShortUsersFn(beam.DoFn):
         elif duplicates:
             for ts, file_index, line, _sub, item, domain in duplicates:
                 raw = json.dumps({"user_id": user, "item_id": item, "domain": domain, "timestamp": ts})
-                yield pvalue.TaggedOutput(REJECTED, quarantine_line(self._files, file_index, line, "duplicate_event", raw))
+                yield pvalue.TaggedOutput(
+                    REJECTED, quarantine_line(self._files, file_index, line, "duplicate_event", raw)
+                )
             events = kept
         if len(events) < self._min_events:
             for ts, file_index, line, _sub, item, domain in events:
                 raw = json.dumps({"user_id": user, "item_id": item, "domain": domain, "timestamp": ts})
-                yield pvalue.TaggedOutput(REJECTED, quarantine_line(self._files, file_index, line, "user_below_min_events", raw))
+                yield pvalue.TaggedOutput(
+                    REJECTED, quarantine_line(self._files, file_index, line, "user_below_min_events", raw)
+                )
             return
         yield user, [(item, domain) for _ts, _f, _l, _s, item, domain in events]
 
@@ -116,8 +126,10 @@ def make_vocabulary(counts: dict, min_item_count: int, max_domains: int) -> Voca
     tasks, and D values a step in every example): the cost grows with D, so D has a clear cap."""
     domains = {domain for domain, _item in counts}
     if len(domains) > max_domains:
-        raise ValueError(f"{TOO_MANY_DOMAINS}: the input has {len(domains)} domains and the model takes at most {max_domains} "
-                         "(--max-domains); keep the ones you need with --domains A,B,C")
+        raise ValueError(
+            f"{TOO_MANY_DOMAINS}: the input has {len(domains)} domains and the model takes at most {max_domains} "
+            "(--max-domains); keep the ones you need with --domains A,B,C"
+        )
     return Vocabulary.from_counts(counts, min_item_count)
 
 
@@ -159,7 +171,13 @@ class UserStatsFn(beam.CombineFn):
     """Users, interactions and users per domain, length histogram, label domains per split."""
 
     def create_accumulator(self):
-        return {"users": 0, "interactions": Counter(), "domain_users": Counter(), "lengths": Counter(), "labels": {s: Counter() for s in SPLITS}}
+        return {
+            "users": 0,
+            "interactions": Counter(),
+            "domain_users": Counter(),
+            "lengths": Counter(),
+            "labels": {s: Counter() for s in SPLITS},
+        }
 
     def add_input(self, acc, element):
         acc["users"] += 1
@@ -197,8 +215,14 @@ def _length_bucket(length: int) -> str:
     return f">{LENGTH_BUCKETS[-1]}"
 
 
-def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabulary: Vocabulary, config: dict,
-                   duplicates_kept: int = 0) -> dict:
+def assemble_stats(
+    rows_read: int,
+    reason_counts: list,
+    user_stats: dict,
+    vocabulary: Vocabulary,
+    config: dict,
+    duplicates_kept: int = 0,
+) -> dict:
     """The stats.json document (pure, so it is tested without a pipeline)."""
     rejected_by_reason = dict(sorted(reason_counts))
     rows_rejected = sum(rejected_by_reason.values())
@@ -214,7 +238,10 @@ def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabu
             "test_users": user_stats["labels"]["test"].get(d.name, 0),
             "valid_users": user_stats["labels"]["valid"].get(d.name, 0),
         }
-    histogram = {bucket: user_stats["lengths"].get(bucket, 0) for bucket in [f"<={b}" for b in LENGTH_BUCKETS] + [f">{LENGTH_BUCKETS[-1]}"]}
+    histogram = {
+        bucket: user_stats["lengths"].get(bucket, 0)
+        for bucket in [f"<={b}" for b in LENGTH_BUCKETS] + [f">{LENGTH_BUCKETS[-1]}"]
+    }
     return {
         "rows_read": rows_read,
         "rows_accepted": rows_accepted,
@@ -234,23 +261,40 @@ def assemble_stats(rows_read: int, reason_counts: list, user_stats: dict, vocabu
 
 
 @beam.ptransform_fn
-def TransformLogs(root, files: Sequence[str], options: readers.ReaderOptions, domains, min_events: int,
-                  min_item_count: int, max_len: int, keep_duplicates: bool = False, max_domains: int = 100,
-                  chunk_bytes: int = CHUNK_BYTES):  # noqa: N802
+def TransformLogs(
+    root,
+    files: Sequence[str],
+    options: readers.ReaderOptions,
+    domains,
+    min_events: int,
+    min_item_count: int,
+    max_len: int,
+    keep_duplicates: bool = False,
+    max_domains: int = 100,
+    chunk_bytes: int = CHUNK_BYTES,
+):  # noqa: N802
     """The whole transform; returns a dict of PCollections (splits, rejected, vocabulary, stats)."""
     records = root | "Read" >> ReadRawRecords(files, options, chunk_bytes)
     validated = records | "Validate" >> beam.ParDo(ValidateRowsFn(files, domains)).with_outputs(REJECTED, main="events")
     users = (
         validated.events
         | "GroupByUser" >> beam.GroupByKey()
-        | "FilterShortUsers" >> beam.ParDo(FilterShortUsersFn(files, max(min_events, MIN_EVENTS_FOR_SPLIT), keep_duplicates))
-        .with_outputs(REJECTED, DUPLICATES, main="users")
+        | "FilterShortUsers"
+        >> beam.ParDo(FilterShortUsersFn(files, max(min_events, MIN_EVENTS_FOR_SPLIT), keep_duplicates)).with_outputs(
+            REJECTED, DUPLICATES, main="users"
+        )
     )
     vocabulary = users.users | "Vocabulary" >> BuildVocabulary(min_item_count, max_domains)
-    built = users.users | "BuildExamples" >> beam.ParDo(BuildExamplesFn(max_len), pvalue.AsSingleton(vocabulary)).with_outputs(*SPLITS, STATS)
+    built = users.users | "BuildExamples" >> beam.ParDo(
+        BuildExamplesFn(max_len), pvalue.AsSingleton(vocabulary)
+    ).with_outputs(*SPLITS, STATS)
     rejected = (validated[REJECTED], users[REJECTED]) | "AllRejected" >> beam.Flatten()
     rows_read = records | "CountRead" >> beam.combiners.Count.Globally()
-    reasons = rejected | "Reason" >> beam.Map(lambda line: json.loads(line)["reason"]) | "CountReasons" >> beam.combiners.Count.PerElement()
+    reasons = (
+        rejected
+        | "Reason" >> beam.Map(lambda line: json.loads(line)["reason"])
+        | "CountReasons" >> beam.combiners.Count.PerElement()
+    )
     user_stats = built[STATS] | "UserStats" >> beam.CombineGlobally(UserStatsFn())
     duplicates = users[DUPLICATES] | "CountDuplicates" >> beam.CombineGlobally(sum)
     return {

@@ -11,6 +11,7 @@ Wire layout used here (field numbers from tensorflow/core/example/{example,featu
   FeatureList{1: repeated Feature}     Feature{1: BytesList, 3: Int64List}
   BytesList{1: repeated bytes}         Int64List{1: packed repeated int64}
 """
+
 from __future__ import annotations
 
 from components.sequences import SequenceExampleData

@@ -4,6 +4,7 @@ A raw row is a mapping with `user_id`, `item_id`, `domain` and `timestamp`. Vali
 raises on bad data: it returns either a clean `Event` or a rejection reason, so the transform
 can quarantine the row and count it (rows read = rows accepted + rows rejected).
 """
+
 from __future__ import annotations
 
 import math

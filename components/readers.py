@@ -16,6 +16,7 @@ parsers. Readers never validate ids or timestamps (that is `raw_log.RowValidator
 report rows they cannot even split into fields, with a reason. Every record carries (file index,
 line number, position in line) so that ties in time keep input order.
 """
+
 from __future__ import annotations
 
 import csv
@@ -70,6 +71,7 @@ def _filesystems():
 
 
 def is_local(path: str) -> bool:
+    """True for a plain local path (no URL scheme)."""
     return _filesystems().get_scheme(path) is None
 
 
@@ -104,6 +106,7 @@ def sibling(path: str, name: str) -> str:
 
 
 def basename(path: str) -> str:
+    """The file name of a local path or a URL."""
     return PurePosixPath(path).name if not is_local(path) else os.path.basename(path)
 
 
@@ -133,7 +136,7 @@ def read_lines(handle, first_number: int = 1) -> Iterator[tuple[int, bytes | Non
         if not line:
             return
         if number == 1 and line.startswith(_BOM):
-            line = line[len(_BOM):]
+            line = line[len(_BOM) :]
         if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
             while line and not line.endswith(b"\n"):
                 line = handle.readline(MAX_LINE_BYTES)
@@ -174,12 +177,20 @@ class DelimitedParser(LineParser):
 
     def parse_text(self, index, number, text):
         try:
-            values = next(csv.reader([text], delimiter=self.delimiter, strict=True)) if '"' in text else text.split(self.delimiter)
+            values = (
+                next(csv.reader([text], delimiter=self.delimiter, strict=True))
+                if '"' in text
+                else text.split(self.delimiter)
+            )
         except csv.Error:
             return [RawRecord(index, number, 0, None, "malformed_csv", _raw_text(text))]
         if len(values) != self.width:
             return [RawRecord(index, number, 0, None, "wrong_field_count", _raw_text(text))]
-        return [RawRecord(index, number, 0, {name: values[pos] for name, pos in self.positions.items()}, None, _raw_text(text))]
+        return [
+            RawRecord(
+                index, number, 0, {name: values[pos] for name, pos in self.positions.items()}, None, _raw_text(text)
+            )
+        ]
 
 
 class JsonLinesParser(LineParser):
@@ -212,8 +223,17 @@ class SyncrecParser(LineParser):
         if not (len(items) == len(types) == len(times)):
             return [RawRecord(index, number, 0, None, "list_length_mismatch", _raw_text(text))]
         user = values[self.positions["user_id"]]
-        return [RawRecord(index, number, sub, {"user_id": user, "item_id": item, "domain": domain, "timestamp": ts}, None,
-                          f"{user}\t{item}\t{domain}\t{ts}") for sub, (item, domain, ts) in enumerate(zip(items, types, times))]
+        return [
+            RawRecord(
+                index,
+                number,
+                sub,
+                {"user_id": user, "item_id": item, "domain": domain, "timestamp": ts},
+                None,
+                f"{user}\t{item}\t{domain}\t{ts}",
+            )
+            for sub, (item, domain, ts) in enumerate(zip(items, types, times))
+        ]
 
 
 class AbxiParser(LineParser):
@@ -235,7 +255,16 @@ class AbxiParser(LineParser):
                 records.append(RawRecord(index, number, sub, None, "unknown_item", _raw_text(token)))
                 continue
             asin, domain = self.items[idx]
-            records.append(RawRecord(index, number, sub, {"user_id": user, "item_id": asin, "domain": domain, "timestamp": ts}, None, token))
+            records.append(
+                RawRecord(
+                    index,
+                    number,
+                    sub,
+                    {"user_id": user, "item_id": asin, "domain": domain, "timestamp": ts},
+                    None,
+                    token,
+                )
+            )
         return records
 
 
@@ -247,8 +276,17 @@ class S3recParser(LineParser):
 
     def parse_text(self, index, number, text):
         tokens = text.split()
-        return [RawRecord(index, number, sub, {"user_id": tokens[0], "item_id": item, "domain": self.domain, "timestamp": sub}, None,
-                          _raw_text(item)) for sub, item in enumerate(tokens[1:])]
+        return [
+            RawRecord(
+                index,
+                number,
+                sub,
+                {"user_id": tokens[0], "item_id": item, "domain": self.domain, "timestamp": sub},
+                None,
+                _raw_text(item),
+            )
+            for sub, item in enumerate(tokens[1:])
+        ]
 
 
 # ---------------------------------------------------------------- what each file needs before its lines
@@ -257,10 +295,12 @@ def _first_line(path: str) -> bytes:
     with open_input(path) as handle:
         first = handle.readline(65536)
     if first.startswith(_BOM):
-        first = first[len(_BOM):]
+        first = first[len(_BOM) :]
     if len(first) >= 65536 and not first.endswith(b"\n"):
-        raise InputError(f"{path}: the first line is over 64 KB, so it is not a header row; "
-                         f"the first row must name {', '.join(RAW_COLUMNS)} (or pass the right --format)")
+        raise InputError(
+            f"{path}: the first line is over 64 KB, so it is not a header row; "
+            f"the first row must name {', '.join(RAW_COLUMNS)} (or pass the right --format)"
+        )
     return first.rstrip(b"\r\n")
 
 
@@ -273,11 +313,15 @@ def read_header(path: str) -> tuple[str, list[str]]:
     try:
         columns = [c.strip().lower() for c in next(csv.reader([text], delimiter=delimiter))]
     except (csv.Error, StopIteration) as err:
-        raise InputError(f"{path}: the header row cannot be read as CSV ({err}); the first row must name {', '.join(RAW_COLUMNS)}") from err
+        raise InputError(
+            f"{path}: the header row cannot be read as CSV ({err}); the first row must name {', '.join(RAW_COLUMNS)}"
+        ) from err
     missing = [c for c in RAW_COLUMNS if c not in columns]
     if missing:
-        raise InputError(f"{path}: header {columns[:10]} lacks {missing}; the first row must name "
-                         "user_id, item_id, domain, timestamp (any order, comma- or tab-separated)")
+        raise InputError(
+            f"{path}: header {columns[:10]} lacks {missing}; the first row must name "
+            "user_id, item_id, domain, timestamp (any order, comma- or tab-separated)"
+        )
     return delimiter, columns
 
 
@@ -306,11 +350,14 @@ def abxi_maps(path: str, options: ReaderOptions) -> tuple[dict[str, tuple[str, s
         domain = int(domain)
         items[str(idx)] = (asin, names[domain] if domain < len(names) else f"domain_{domain}")
     user_path = options.user_map or sibling(path, "map_user_50.txt")
-    users = {str(v): k for k, v in _load_json_map(user_path, "user").items()} if _filesystems().exists(user_path) else {}
+    users = (
+        {str(v): k for k, v in _load_json_map(user_path, "user").items()} if _filesystems().exists(user_path) else {}
+    )
     return items, users
 
 
 def is_parquet(path: str, options: ReaderOptions) -> bool:
+    """True for a Parquet input of the raw format (read whole, not by lines)."""
     return options.format == "raw" and path.endswith(PARQUET_SUFFIXES)
 
 
@@ -361,7 +408,9 @@ def check_readable(path: str, options: ReaderOptions) -> None:
         parser_for(path, options)
 
 
-def read_records(path: str, index: int, options: ReaderOptions, parser: LineParser | None = None) -> Iterator[RawRecord]:
+def read_records(
+    path: str, index: int, options: ReaderOptions, parser: LineParser | None = None
+) -> Iterator[RawRecord]:
     """All records of one file in file order."""
     if is_parquet(path, options):
         yield from _read_parquet(path, index)

@@ -9,6 +9,7 @@ position t of X, so the single- and cross-domain losses of one target can be com
 Leave-one-out (§5.2.2): the last event is the test label, the one before the valid label, and
 the train example predicts every earlier event.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ quarantine names file and line. So the read has two passes over each range of CH
 A line belongs to the range where it starts, so it is read once even when it crosses the end.
 Compressed files and Parquet cannot be split and are read whole by one worker.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, NamedTuple, Sequence
@@ -27,14 +28,20 @@ class ByteRange(NamedTuple):
     end: int | None
 
 
-def plan_ranges(files: Sequence[str], options: readers.ReaderOptions, chunk_bytes: int = CHUNK_BYTES) -> list[ByteRange]:
+def plan_ranges(
+    files: Sequence[str], options: readers.ReaderOptions, chunk_bytes: int = CHUNK_BYTES
+) -> list[ByteRange]:
     """Ranges covering every file: splittable text files cut every `chunk_bytes`, the others whole."""
     from apache_beam.io.filesystems import FileSystems
 
     ranges = []
     for index, path in enumerate(files):
         size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
-        if readers.is_parquet(path, options) or path.endswith((".gz", ".bz2", ".zst", ".deflate")) or size <= chunk_bytes:
+        if (
+            readers.is_parquet(path, options)
+            or path.endswith((".gz", ".bz2", ".zst", ".deflate"))
+            or size <= chunk_bytes
+        ):
             ranges.append(ByteRange(index, 0, None))
         else:
             ranges += [ByteRange(index, start, min(start + chunk_bytes, size)) for start in range(0, size, chunk_bytes)]
@@ -68,8 +75,13 @@ def first_line_numbers(counts: list[tuple[tuple[int, int], int]]) -> dict[tuple[
     return numbers
 
 
-def read_range(files: Sequence[str], parsers: dict, options: readers.ReaderOptions, byte_range: ByteRange,
-               first_numbers: dict[tuple[int, int], int]) -> Iterator[readers.RawRecord]:
+def read_range(
+    files: Sequence[str],
+    parsers: dict,
+    options: readers.ReaderOptions,
+    byte_range: ByteRange,
+    first_numbers: dict[tuple[int, int], int],
+) -> Iterator[readers.RawRecord]:
     """The records of the lines that start in the range, numbered exactly. Pass 2."""
     path = files[byte_range.file_index]
     if byte_range.end is None:
@@ -103,9 +115,13 @@ class _Bounded:
 
 
 @beam.ptransform_fn
-def ReadRawRecords(root, files: Sequence[str], options: readers.ReaderOptions, chunk_bytes: int = CHUNK_BYTES):  # noqa: N802
+def ReadRawRecords(  # noqa: N802 (Beam naming)
+    root, files: Sequence[str], options: readers.ReaderOptions, chunk_bytes: int = CHUNK_BYTES
+):
     """All records of all files, large text files read in parallel byte ranges with exact line numbers."""
-    parsers = {i: readers.parser_for(path, options) for i, path in enumerate(files) if not readers.is_parquet(path, options)}
+    parsers = {
+        i: readers.parser_for(path, options) for i, path in enumerate(files) if not readers.is_parquet(path, options)
+    }
     ranges = root | "PlanRanges" >> beam.Create(plan_ranges(files, options, chunk_bytes))
     numbers = (
         ranges
@@ -116,5 +132,8 @@ def ReadRawRecords(root, files: Sequence[str], options: readers.ReaderOptions, c
     return (
         ranges
         | "SpreadRanges" >> beam.Reshuffle()
-        | "ReadRanges" >> beam.FlatMap(lambda r, first: read_range(files, parsers, options, r, first), beam.pvalue.AsSingleton(numbers))
+        | "ReadRanges"
+        >> beam.FlatMap(
+            lambda r, first: read_range(files, parsers, options, r, first), beam.pvalue.AsSingleton(numbers)
+        )
     )

@@ -6,6 +6,7 @@ Writes DIR/{train,valid,test}/part-*.tfrecord.gz, DIR/vocabulary.json, DIR/stats
 DIR/quarantine/rejected-*.jsonl, then prints the stats. Extra flags are Beam pipeline options
 (e.g. `--direct_num_workers 2 --direct_running_mode multi_processing`, or a Dataflow runner).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,17 @@ from components import readers
 from components.raw_log import TOO_MANY_DOMAINS
 from schemas.features import COMPLETION_MARKER
 
-DEFAULT_INPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "amazon-sample", "amazon_seq.txt")
-OUTPUT_ENTRIES = ("train", "valid", "test", "quarantine", "vocabulary.json", COMPLETION_MARKER)  # what the transform writes
+DEFAULT_INPUT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "amazon-sample", "amazon_seq.txt"
+)
+OUTPUT_ENTRIES = (
+    "train",
+    "valid",
+    "test",
+    "quarantine",
+    "vocabulary.json",
+    COMPLETION_MARKER,
+)  # what the transform writes
 
 
 @dataclass
@@ -45,10 +55,13 @@ class TransformConfig:
     domain_names: list[str] = field(default_factory=list)
     single_domain: str | None = None
     chunk_bytes: int = 64 << 20  # large text inputs are read in ranges of this size, in parallel (split_reading)
-    duplicates: str = "keep"  # exact duplicate events: "keep" (counted in stats.json) or "drop" (quarantined as duplicate_event)
+    duplicates: str = (
+        "keep"  # exact duplicate events: "keep" (counted in stats.json) or "drop" (quarantined as duplicate_event)
+    )
     max_domains: int = 100
 
     def validate(self) -> None:
+        """Raise InputError naming the flag for any setting out of range."""
         if self.format not in readers.FORMATS:
             raise readers.InputError(f"--format {self.format!r} is not one of {', '.join(readers.FORMATS)}")
         if self.max_len < 1:
@@ -65,6 +78,7 @@ class TransformConfig:
             raise readers.InputError(f"--max-domains must be in [1, 1000] (got {self.max_domains})")
 
     def reader_options(self) -> readers.ReaderOptions:
+        """What the readers need from this config."""
         return readers.ReaderOptions(
             format=self.format,
             item_map=self.item_map,
@@ -90,7 +104,11 @@ def _beam_options(config: TransformConfig, beam_args: list[str]):
     from apache_beam.options.pipeline_options import PipelineOptions
 
     args = list(beam_args)
-    runner = "FnApiRunner" if config.runner in ("DirectRunner", "FnApiRunner") and not any(a.startswith("--direct_") for a in args) else config.runner
+    runner = (
+        "FnApiRunner"
+        if config.runner in ("DirectRunner", "FnApiRunner") and not any(a.startswith("--direct_") for a in args)
+        else config.runner
+    )
     # The plain DirectRunner first tries to fetch the Prism runner binary, which fails offline;
     # the FnApiRunner is the in-process engine behind the DirectRunner, so use it directly.
     return PipelineOptions([f"--runner={runner}", *args])
@@ -137,7 +155,8 @@ def _check_output_folder(output: str) -> None:
     if foreign:
         raise readers.InputError(
             f"--output {output} already holds {foreign} that no finished transform wrote; "
-            "choose an empty or new folder (the transform never deletes what it did not write)")
+            "choose an empty or new folder (the transform never deletes what it did not write)"
+        )
 
 
 def _swap_in(staging: str, output: str) -> None:
@@ -180,13 +199,17 @@ def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -
         except Exception as err:  # Beam wraps a DoFn's error; a user-caused one becomes one clear message
             message = str(err)
             if TOO_MANY_DOMAINS in message:
-                raise readers.InputError(TOO_MANY_DOMAINS + message.split(TOO_MANY_DOMAINS, 1)[1].split("\n")[0].split(" [while")[0]) from None
+                raise readers.InputError(
+                    TOO_MANY_DOMAINS + message.split(TOO_MANY_DOMAINS, 1)[1].split("\n")[0].split(" [while")[0]
+                ) from None
             raise
         stats["seconds"] = round(time.time() - started, 3)
         stats["input_sha256"] = input_fingerprint(files)
         if not stats["balanced"]:
-            raise RuntimeError(f"row accounting is off: {stats['rows_read']} read != "
-                               f"{stats['rows_accepted']} accepted + {stats['rows_rejected']} rejected")
+            raise RuntimeError(
+                f"row accounting is off: {stats['rows_read']} read != "
+                f"{stats['rows_accepted']} accepted + {stats['rows_rejected']} rejected"
+            )
         with open(os.path.join(staging, COMPLETION_MARKER), "w", encoding="utf-8") as handle:
             json.dump(stats, handle, indent=2)
         _swap_in(staging, output)
@@ -205,12 +228,21 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
     work = os.path.join(output, "_work")
     with beam.Pipeline(options=_beam_options(config, beam_args)) as pipeline:
         result = pipeline | "TransformLogs" >> TransformLogs(
-            files, config.reader_options(), config.domains, config.min_events, config.min_item_count, config.max_len,
-            keep_duplicates=config.duplicates == "keep", max_domains=config.max_domains, chunk_bytes=config.chunk_bytes,
+            files,
+            config.reader_options(),
+            config.domains,
+            config.min_events,
+            config.min_item_count,
+            config.max_len,
+            keep_duplicates=config.duplicates == "keep",
+            max_domains=config.max_domains,
+            chunk_bytes=config.chunk_bytes,
         )
         for split, examples in result["splits"].items():
             _ = examples | f"Write{split.title()}" >> beam.io.WriteToTFRecord(
-                os.path.join(output, split, "part"), file_name_suffix=".tfrecord.gz", compression_type=CompressionTypes.GZIP
+                os.path.join(output, split, "part"),
+                file_name_suffix=".tfrecord.gz",
+                compression_type=CompressionTypes.GZIP,
             )
         _ = result["rejected"] | "WriteQuarantine" >> beam.io.WriteToText(
             os.path.join(output, "quarantine", "rejected"), file_name_suffix=".jsonl"
@@ -224,8 +256,11 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
         _ = (
             pipeline
             | "StatsSeed" >> beam.Create([None])
-            | "AssembleStats" >> beam.Map(
-                lambda _, read, reasons, users, vocab, dups: json.dumps(assemble_stats(read, reasons, users, vocab, run_config, dups)),
+            | "AssembleStats"
+            >> beam.Map(
+                lambda _, read, reasons, users, vocab, dups: json.dumps(
+                    assemble_stats(read, reasons, users, vocab, run_config, dups)
+                ),
                 beam.pvalue.AsSingleton(result["rows_read"]),
                 beam.pvalue.AsList(result["reasons"]),
                 beam.pvalue.AsSingleton(result["user_stats"]),
@@ -244,7 +279,8 @@ def format_stats(stats: dict) -> str:
     """A short human-readable summary of stats.json."""
     lines = [
         f"rows read {stats['rows_read']:,} = accepted {stats['rows_accepted']:,} + rejected {stats['rows_rejected']:,}",
-        f"users {stats['users']:,}  items {stats['items']:,}  interactions {stats['interactions']:,}  ({stats.get('seconds', 0):.1f} s)",
+        f"users {stats['users']:,}  items {stats['items']:,}  interactions {stats['interactions']:,}  "
+        f"({stats.get('seconds', 0):.1f} s)",
     ]
     for reason, count in stats["rejected_by_reason"].items():
         lines.append(f"  rejected {reason}: {count:,}")
@@ -255,28 +291,54 @@ def format_stats(stats: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line (Beam flags pass through)."""
     parser = argparse.ArgumentParser(prog="python -m components.transform", description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default=DEFAULT_INPUT, help="file, directory or glob (default: the embedded Amazon sample)")
-    parser.add_argument("--format", default=None, choices=readers.FORMATS, help="input format (default: syncrec for the embedded sample, else raw)")
+    parser.add_argument(
+        "--input", default=DEFAULT_INPUT, help="file, directory or glob (default: the embedded Amazon sample)"
+    )
+    parser.add_argument(
+        "--format",
+        default=None,
+        choices=readers.FORMATS,
+        help="input format (default: syncrec for the embedded sample, else raw)",
+    )
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--max-len", type=int, default=50, help="T: keep the T most recent positions (paper: 128)")
     parser.add_argument("--min-events", type=int, default=3, help="drop users with fewer events (>= 3)")
-    parser.add_argument("--min-item-count", type=int, default=1, help="items seen fewer times map to their domain's OOV id")
+    parser.add_argument(
+        "--min-item-count", type=int, default=1, help="items seen fewer times map to their domain's OOV id"
+    )
     parser.add_argument("--domains", default=None, help="comma-separated allow-list of domains; others are rejected")
     parser.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner runs in-process)")
-    parser.add_argument("--item-map", default=None, help="abxi: item map JSON (default: map_item_50.txt beside the input)")
-    parser.add_argument("--user-map", default=None, help="abxi: user map JSON (default: map_user_50.txt beside the input)")
+    parser.add_argument(
+        "--item-map", default=None, help="abxi: item map JSON (default: map_item_50.txt beside the input)"
+    )
+    parser.add_argument(
+        "--user-map", default=None, help="abxi: user map JSON (default: map_user_50.txt beside the input)"
+    )
     parser.add_argument("--domain-names", default=None, help="abxi: names of domain 0,1,... (comma-separated)")
     parser.add_argument("--single-domain", default=None, help="s3rec: the domain name (default: the file's stem)")
-    parser.add_argument("--duplicates", choices=("keep", "drop"), default="keep",
-                        help="exact duplicate events (same user, item, domain, time): keep and count them (default) or quarantine them")
-    parser.add_argument("--chunk-mb", type=int, default=64, help="large text inputs are read in ranges of this many MiB, in parallel")
+    parser.add_argument(
+        "--duplicates",
+        choices=("keep", "drop"),
+        default="keep",
+        help="exact duplicate events (same user, item, domain, time): keep and count them (default) or quarantine them",
+    )
+    parser.add_argument(
+        "--chunk-mb", type=int, default=64, help="large text inputs are read in ranges of this many MiB, in parallel"
+    )
     parser.add_argument("--verbose", action="store_true", help="show Beam's own log")
-    parser.add_argument("--max-domains", type=int, default=100, help="refuse inputs with more domains (the model's cost grows with them)")
+    parser.add_argument(
+        "--max-domains",
+        type=int,
+        default=100,
+        help="refuse inputs with more domains (the model's cost grows with them)",
+    )
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TransformConfig:
+    """TransformConfig from the parsed flags (syncrec for the embedded sample, raw otherwise)."""
     fmt = args.format or ("syncrec" if args.input == DEFAULT_INPUT else "raw")
     return TransformConfig(
         input=args.input,

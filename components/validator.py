@@ -5,6 +5,7 @@ type and length (T steps, D values for the per-domain lists), ids inside the voc
 ids inside 1..D, alignment indices inside [-1, T), and the row accounting in stats.json. Any
 problem is an anomaly; the report says which feature, how many examples, and one example.
 """
+
 from __future__ import annotations
 
 import glob
@@ -15,10 +16,15 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from schemas.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
-from schemas.features import (COMPLETION_MARKER, DOMAIN_FEATURES, ITEM_FEATURES, PER_DOMAIN_FEATURES, SPLITS,
-                              require_complete_examples)
+from schemas.features import (
+    COMPLETION_MARKER,
+    DOMAIN_FEATURES,
+    ITEM_FEATURES,
+    PER_DOMAIN_FEATURES,
+    SPLITS,
+    require_complete_examples,
+)
 from schemas.vocabulary import Vocabulary
-
 
 
 class AnomaliesFound(Exception):
@@ -39,6 +45,7 @@ class Anomalies:
         self.found: dict[str, dict] = {}
 
     def flag(self, feature: str, description: str, where: str) -> None:
+        """Count one problem of `feature`, keeping the first example and its description."""
         entry = self.found.setdefault(feature, {"count": 0, "example": where, "description": description})
         entry["count"] += 1
 
@@ -49,10 +56,13 @@ class ExampleChecker:
     def __init__(self, schema, vocab: Vocabulary, anomalies: Anomalies):
         self.vocab, self.anomalies = vocab, anomalies
         self.context = {f.name: f for f in schema.feature if f.name != SEQUENCE_STRUCT}
-        self.sequence = {f.name: f for f in schema.feature if f.name == SEQUENCE_STRUCT for f in f.struct_domain.feature}
+        self.sequence = {
+            f.name: f for f in schema.feature if f.name == SEQUENCE_STRUCT for f in f.struct_domain.feature
+        }
         self.max_len = None
 
     def check(self, example, where: str) -> None:
+        """Flag every way `example` breaks the schema or the vocabulary."""
         self._context(example, where)
         lists = example.feature_lists.feature_list
         lengths = {name: len(lists[name].feature) for name in self.sequence if name in lists}
@@ -75,7 +85,10 @@ class ExampleChecker:
             expected = "bytes_list" if spec.type == schema_pb2.BYTES else "int64_list"
             if kind != expected:
                 self.anomalies.flag(name, f"context feature missing or not {expected}", where)
-            elif spec.HasField("string_domain") and getattr(feature, kind).value[0].decode() not in spec.string_domain.value:
+            elif (
+                spec.HasField("string_domain")
+                and getattr(feature, kind).value[0].decode() not in spec.string_domain.value
+            ):
                 self.anomalies.flag(name, f"value outside {list(spec.string_domain.value)}", where)
 
     def _values(self, name: str, feature_list, length: int, where: str) -> None:
@@ -91,7 +104,9 @@ class ExampleChecker:
             self.anomalies.flag(name, f"alignment index outside [-1, {length})", where)
 
 
-def _check_stats(stats: dict, counts: dict, examples_dir: str, max_rejected_fraction: float, anomalies: Anomalies) -> None:
+def _check_stats(
+    stats: dict, counts: dict, examples_dir: str, max_rejected_fraction: float, anomalies: Anomalies
+) -> None:
     """The row accounting of stats.json, the rejection rate, and one example per user in every split."""
     if len(set(counts.values())) > 1:
         anomalies.flag("splits", f"splits hold different numbers of users {counts}", examples_dir)
@@ -100,11 +115,17 @@ def _check_stats(stats: dict, counts: dict, examples_dir: str, max_rejected_frac
     if stats["rows_read"] != stats["rows_accepted"] + stats["rows_rejected"]:
         anomalies.flag("stats", "rows_read != rows_accepted + rows_rejected", "stats.json")
     if stats["rows_read"] and stats["rows_rejected"] / stats["rows_read"] > max_rejected_fraction:
-        anomalies.flag("stats", f"{stats['rows_rejected']} of {stats['rows_read']} rows rejected (> {max_rejected_fraction:.0%}): "
-                                f"{stats['rejected_by_reason']}; see quarantine/", "stats.json")
+        anomalies.flag(
+            "stats",
+            f"{stats['rows_rejected']} of {stats['rows_read']} rows rejected (> {max_rejected_fraction:.0%}): "
+            f"{stats['rejected_by_reason']}; see quarantine/",
+            "stats.json",
+        )
 
 
-def validate_examples(examples_dir: str, schema_path: str = str(SEQUENCE_EXAMPLE_SCHEMA), max_rejected_fraction: float = 0.5) -> dict:
+def validate_examples(
+    examples_dir: str, schema_path: str = str(SEQUENCE_EXAMPLE_SCHEMA), max_rejected_fraction: float = 0.5
+) -> dict:
     """Every example of every split against the schema, and the accounting in stats.json.
 
     Returns {"anomalies": {feature: {"count", "example", "description"}}, "examples": n per split, "max_len": T}.
@@ -125,12 +146,15 @@ def validate_examples(examples_dir: str, schema_path: str = str(SEQUENCE_EXAMPLE
                 counts[split] += 1
                 example = example_pb2.SequenceExample.FromString(raw)
                 user = example.context.feature["user_id"].bytes_list.value[:1]
-                checker.check(example, f"{split} example of user {user[0].decode() if user else '?'} in {os.path.basename(path)}")
+                checker.check(
+                    example, f"{split} example of user {user[0].decode() if user else '?'} in {os.path.basename(path)}"
+                )
     _check_stats(stats, counts, examples_dir, max_rejected_fraction, anomalies)
     return {"anomalies": anomalies.found, "examples": counts, "max_len": checker.max_len}
 
 
 def format_report(result: dict) -> str:
+    """The anomalies as the readable report the run stops with."""
     if not result["anomalies"]:
         return f"no anomalies ({result['examples']})"
     lines = ["ExampleAnomalies: the examples do not match schemas/sequence_example.pbtxt"]

@@ -14,6 +14,7 @@ Each writes DIR/<name>.md, DIR/<name>.json (model -> domain -> metric -> {mean, 
 DIR/<name>.<protocol>.json per --report-also, DIR/<name>.png and DIR/<name>.run.json (arguments,
 seeds, versions, each model's best and last epoch per seed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,27 @@ import sys
 from components.readers import InputError
 from components.transform import DEFAULT_INPUT
 from experiments import plots
-from experiments.runner import (VARIANTS, Variant, aggregate, epochs_line, markdown_table, prepare_examples, run_info,
-                                run_variants, write_outputs)
+from experiments.runner import (
+    VARIANTS,
+    Variant,
+    aggregate,
+    epochs_line,
+    markdown_table,
+    prepare_examples,
+    run_info,
+    run_variants,
+    write_outputs,
+)
 from model_keras.config import ModelConfig, parse_settings
 from model_keras.evaluation import EvalProtocol
 from model_keras.train import add_protocol_flags, protocol_from_args
 
-DEFAULT_MODELS = {"compare": "syncrec,sasrec,sdsr,mmoe,gru4rec,bprmf", "negative-transfer": "syncrec,sasrec,mmoe",
-                  "ablation": "syncrec,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates", "sweep": "syncrec"}
+DEFAULT_MODELS = {
+    "compare": "syncrec,sasrec,sdsr,mmoe,gru4rec,bprmf",
+    "negative-transfer": "syncrec,sasrec,mmoe",
+    "ablation": "syncrec,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates",
+    "sweep": "syncrec",
+}
 # Converged runs at the paper's architecture (two attention blocks) with the embedding size 2 cores allow: r = 32
 # (an ABE epoch takes 10 s at r = 32 and 20 s at r = 64; the paper found r = 16 enough on Amazon, Fig. 3).
 BASE = {"epochs": 200, "patience": 10, "embed_dim": 32, "num_blocks": 2, "batch_size": 128}
@@ -57,6 +71,7 @@ def parse_protocol(text: str) -> EvalProtocol:
 
 
 def slug(protocol: EvalProtocol) -> str:
+    """A file-name suffix for a protocol (999-domain, full)."""
     return "full" if protocol.full_ranking else f"{protocol.num_negatives}-{protocol.pool}"
 
 
@@ -72,17 +87,36 @@ def _run(args, examples, base, names: str) -> dict:
 
 
 def compare(args, examples, base):
+    """Table 2: every model on every domain; also the lambda/phi plots."""
     results = _run(args, examples, base, args.models)
-    outputs = [(suffix, table, markdown_table(table, title=f"Overall comparison (test, {p.describe()}, mean ± std over seeds)"))
-               for suffix, p, table in _tables(results, args)]
+    outputs = [
+        (
+            suffix,
+            table,
+            markdown_table(table, title=f"Overall comparison (test, {p.describe()}, mean ± std over seeds)"),
+        )
+        for suffix, p, table in _tables(results, args)
+    ]
     plots.grouped_bars(outputs[0][1], "NDCG@10", os.path.join(args.out, "compare.png"), "NDCG@10 per domain")
     if "syncrec" in results and results["syncrec"]["histories"][0]:
         history = results["syncrec"]["histories"][0]
         epochs = list(range(1, len(next(iter(history.values()))) + 1))
-        plots.lines(epochs, {k: v for k, v in history.items() if k.startswith("lambda/")}, os.path.join(args.out, "lambda.png"),
-                    "relative NTG lambda per domain (epoch means)", "epoch", "lambda")
-        plots.lines(epochs, {k: v for k, v in history.items() if k.startswith("phi/")}, os.path.join(args.out, "phi.png"),
-                    "negative transfer gap phi per domain (epoch means)", "epoch", "phi")
+        plots.lines(
+            epochs,
+            {k: v for k, v in history.items() if k.startswith("lambda/")},
+            os.path.join(args.out, "lambda.png"),
+            "relative NTG lambda per domain (epoch means)",
+            "epoch",
+            "lambda",
+        )
+        plots.lines(
+            epochs,
+            {k: v for k, v in history.items() if k.startswith("phi/")},
+            os.path.join(args.out, "phi.png"),
+            "negative transfer gap phi per domain (epoch means)",
+            "epoch",
+            "phi",
+        )
     return results, outputs
 
 
@@ -101,37 +135,70 @@ def _improvement(table: dict, reference: dict) -> dict:
 
 
 def _improvement_markdown(improvement: dict, domains: list[str], protocol: EvalProtocol) -> str:
-    lines = [f"### Improvement (%) of each CDSR model over the SDSR model (SASRec trained on X^d); test, {protocol.describe()}", ""]
+    lines = [
+        "### Improvement (%) of each CDSR model over the SDSR model (SASRec trained on X^d); "
+        f"test, {protocol.describe()}",
+        "",
+    ]
     lines += ["| model | metric | " + " | ".join(domains) + " |", "|---|---|" + "---:|" * len(domains)]
     for model, by_domain in improvement.items():
         for metric in IMPROVEMENT_METRICS:
-            lines.append(f"| {model} | {metric} | " + " | ".join(f"{by_domain[d][metric]['mean']:+.1f}" for d in domains) + " |")
+            lines.append(
+                f"| {model} | {metric} | " + " | ".join(f"{by_domain[d][metric]['mean']:+.1f}" for d in domains) + " |"
+            )
     negatives = {m: [d for d in domains if d != "all" and by[d]["MRR"]["mean"] < 0] for m, by in improvement.items()}
-    lines += ["", "domains with negative transfer (MRR below SDSR): " + "; ".join(f"{m}: {v or 'none'}" for m, v in negatives.items())]
+    lines += [
+        "",
+        "domains with negative transfer (MRR below SDSR): "
+        + "; ".join(f"{m}: {v or 'none'}" for m, v in negatives.items()),
+    ]
     return "\n".join(lines)
 
 
 def negative_transfer(args, examples, base):
+    """Table 4: each CDSR model's improvement over the SDSR model, per domain and protocol."""
     results = _run(args, examples, base, args.models + ",sdsr")
     outputs = []
     for suffix, protocol, table in _tables(results, args):
         reference = table.pop("sdsr")
         improvement = _improvement(table, reference)
-        outputs.append((suffix, {"improvement": improvement, "sdsr": reference, "cdsr": table},
-                        _improvement_markdown(improvement, list(reference), protocol)))
-    plots.grouped_bars(outputs[0][1]["improvement"], "MRR", os.path.join(args.out, "negative-transfer.png"), "MRR improvement over SDSR (%)")
+        outputs.append(
+            (
+                suffix,
+                {"improvement": improvement, "sdsr": reference, "cdsr": table},
+                _improvement_markdown(improvement, list(reference), protocol),
+            )
+        )
+    plots.grouped_bars(
+        outputs[0][1]["improvement"],
+        "MRR",
+        os.path.join(args.out, "negative-transfer.png"),
+        "MRR improvement over SDSR (%)",
+    )
     return results, outputs
 
 
 def ablation(args, examples, base):
+    """Table 5: SyNCRec and its variants."""
     results = _run(args, examples, base, args.models)
-    outputs = [(suffix, table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Ablation (test, {p.describe()}, mean ± std over seeds)"))
-               for suffix, p, table in _tables(results, args)]
-    plots.grouped_bars(outputs[0][1], "MRR", os.path.join(args.out, "ablation.png"), "MRR per domain: SyNCRec and its variants")
+    outputs = [
+        (
+            suffix,
+            table,
+            markdown_table(
+                table, metrics=("NDCG@10", "MRR"), title=f"Ablation (test, {p.describe()}, mean ± std over seeds)"
+            ),
+        )
+        for suffix, p, table in _tables(results, args)
+    ]
+    plots.grouped_bars(
+        outputs[0][1], "MRR", os.path.join(args.out, "ablation.png"), "MRR per domain: SyNCRec and its variants"
+    )
     return results, outputs
 
 
 def sweep(args, examples, base):
+    """Fig. 3: one setting over a grid of values."""
     key, _, values = (args.grid or "embed_dim=8,16,32,64,128").partition("=")
     parsed = [json.loads(v) for v in values.split(",")]
     variants, note = [], ""
@@ -143,12 +210,24 @@ def sweep(args, examples, base):
             note = " (j = round(0.75 K), within [1, K-1])"
         variants.append(Variant(f"{key}={value}", settings))
     results = run_variants(examples, args.out, variants, args.seeds, base, args.protocol, tuple(args.report))
-    outputs = [(suffix, table, markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Sweep over {key}{note} (test, {p.describe()})"))
-               for suffix, p, table in _tables(results, args)]
+    outputs = [
+        (
+            suffix,
+            table,
+            markdown_table(table, metrics=("NDCG@10", "MRR"), title=f"Sweep over {key}{note} (test, {p.describe()})"),
+        )
+        for suffix, p, table in _tables(results, args)
+    ]
     table = outputs[0][1]
     domains = list(next(iter(table.values())))
-    plots.lines(parsed, {d: [table[f"{key}={v}"][d]["NDCG@10"]["mean"] for v in parsed] for d in domains},
-                os.path.join(args.out, "sweep.png"), f"NDCG@10 against {key}", key, "NDCG@10")
+    plots.lines(
+        parsed,
+        {d: [table[f"{key}={v}"][d]["NDCG@10"]["mean"] for v in parsed] for d in domains},
+        os.path.join(args.out, "sweep.png"),
+        f"NDCG@10 against {key}",
+        key,
+        "NDCG@10",
+    )
     return results, outputs
 
 
@@ -156,6 +235,7 @@ COMMANDS = {"compare": compare, "negative-transfer": negative_transfer, "ablatio
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--input", default=DEFAULT_INPUT)
@@ -164,11 +244,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", default=None, help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-len", type=int, default=50)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"model setting for every variant (defaults {BASE})")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"model setting for every variant (defaults {BASE})",
+    )
     parser.add_argument("--grid", default=None, help="sweep: key=v1,v2,... (default embed_dim=8,16,32,64,128)")
     add_protocol_flags(parser)
-    parser.add_argument("--report-also", action="append", default=[], metavar="N:POOL",
-                        help="also report test under this protocol: 999:domain (ABXI), 100:all (official SyNCRec code) or full")
+    parser.add_argument(
+        "--report-also",
+        action="append",
+        default=[],
+        metavar="N:POOL",
+        help="also report test under this protocol: 999:domain (ABXI), 100:all (official SyNCRec code) or full",
+    )
     parser.add_argument("--out", required=True)
     return parser
 
@@ -191,9 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    info = run_info({**{k: v for k, v in vars(args).items() if k not in ("protocol", "report")}, "format": fmt, "base_settings": base})
+    info = run_info(
+        {
+            **{k: v for k, v in vars(args).items() if k not in ("protocol", "report")},
+            "format": fmt,
+            "base_settings": base,
+        }
+    )
     info["selection_protocol"] = args.protocol.describe()
-    info["epochs"] = {model: [{"best": b, "last": last} for b, last in entry["epochs"]] for model, entry in results.items()}
+    info["epochs"] = {
+        model: [{"best": b, "last": last} for b, last in entry["epochs"]] for model, entry in results.items()
+    }
     epochs = epochs_line(results)
     for suffix, table, markdown in outputs:
         write_outputs(args.out, args.command + suffix, table, f"{markdown}\n\n{epochs}", info)

@@ -1,4 +1,5 @@
 """PNG figures for the experiment reports (matplotlib, Agg backend: no screen needed)."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -29,6 +30,7 @@ def grouped_bars(table: dict, metric: str, path: str, title: str) -> None:
 
 
 def lines(xs: list, series: dict[str, list[float]], path: str, title: str, xlabel: str, ylabel: str) -> None:
+    """One line per series against `x`, saved as a PNG."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, ys in series.items():
         ax.plot(xs, ys, marker="o", label=label)

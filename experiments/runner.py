@@ -5,6 +5,7 @@ trainer (model_keras.train.run_fn: early stopping and selection on valid NDCG@10
 and the same evaluator on the test split, for every protocol reported. Runs live under
 OUT/runs/<variant>/<settings digest>/seed<k> and are reused by any command with the same settings.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,6 +24,8 @@ from schemas.vocabulary import Vocabulary
 
 @dataclass
 class Variant:
+    """A named model configuration: settings applied over the base settings."""
+
     name: str
     settings: dict = field(default_factory=dict)
 
@@ -45,8 +48,13 @@ VARIANTS = {
 
 def prepare_examples(input_path: str, input_format: str, out: str, max_len: int, domain_names: str = "") -> str:
     """OUT/examples from the input (the transform's defaults otherwise); reused when already current."""
-    config = TransformConfig(input=input_path, format=input_format, output=os.path.join(out, "examples"), max_len=max_len,
-                             domain_names=[d for d in domain_names.split(",") if d])
+    config = TransformConfig(
+        input=input_path,
+        format=input_format,
+        output=os.path.join(out, "examples"),
+        max_len=max_len,
+        domain_names=[d for d in domain_names.split(",") if d],
+    )
     if not output_is_current(config):
         run_transform(config)
     return config.output
@@ -59,28 +67,46 @@ def run_folder(out: str, variant: Variant, config: ModelConfig, protocol: EvalPr
     return os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), digest, f"seed{config.seed}")
 
 
-def run_variants(examples: str, out: str, variants: list[Variant], seeds: int, base: dict, protocol: EvalProtocol = EvalProtocol(),
-                 report: tuple[EvalProtocol, ...] = ()) -> dict:
-    """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)], "histories": [...]}}.
+def run_variants(
+    examples: str,
+    out: str,
+    variants: list[Variant],
+    seeds: int,
+    base: dict,
+    protocol: EvalProtocol = EvalProtocol(),
+    report: tuple[EvalProtocol, ...] = (),
+) -> dict:
+    """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)],
+    "histories": [...]}}.
 
     Seeds are the outer loop, so every variant has a first seed before any has a second. Each model
     is selected on valid under `protocol` and evaluated on test under `protocol` and each of `report`.
     """
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
-    results = {v.name: {"seeds": [], "also": {p.describe(): [] for p in report}, "epochs": [], "histories": []} for v in variants}
+    results = {
+        v.name: {"seeds": [], "also": {p.describe(): [] for p in report}, "epochs": [], "histories": []}
+        for v in variants
+    }
     for seed in range(seeds):
         for variant in variants:
             config = ModelConfig.from_dict({**base, **variant.settings, "seed": seed})
-            summary = run_fn(examples, run_folder(out, variant, config, protocol), config, protocol=protocol, verbose=0, export=False)
+            summary = run_fn(
+                examples, run_folder(out, variant, config, protocol), config, protocol=protocol, verbose=0, export=False
+            )
             scorer = ModelScorer(summary["model"], "single" if config.mode == "sdsr" else "cross")
             entry = results[variant.name]
             entry["seeds"].append(evaluate(scorer, examples, "test", vocabulary, protocol))
             for extra in report:
                 entry["also"][extra.describe()].append(evaluate(scorer, examples, "test", vocabulary, extra))
             entry["epochs"].append((summary["best_epoch"], summary["last_epoch"]))
-            entry["histories"].append({k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))})
-            print(f"  {variant.name} seed {seed}: test NDCG@10 {entry['seeds'][-1]['all']['NDCG@10']:.4f} "
-                  f"(best epoch {summary['best_epoch']} of {summary['last_epoch']})", flush=True)
+            entry["histories"].append(
+                {k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))}
+            )
+            print(
+                f"  {variant.name} seed {seed}: test NDCG@10 {entry['seeds'][-1]['all']['NDCG@10']:.4f} "
+                f"(best epoch {summary['best_epoch']} of {summary['last_epoch']})",
+                flush=True,
+            )
     return results
 
 
@@ -93,8 +119,10 @@ def aggregate(results: dict, key: str | None = None) -> dict:
         table[model] = {}
         for domain in domains:
             rows = [run["domains"][domain] if domain != "all" else run["all"] for run in runs]
-            table[model][domain] = {m: {"mean": statistics.fmean(r[m] for r in rows), "std": statistics.pstdev([r[m] for r in rows])}
-                                    for m in METRICS}
+            table[model][domain] = {
+                m: {"mean": statistics.fmean(r[m] for r in rows), "std": statistics.pstdev([r[m] for r in rows])}
+                for m in METRICS
+            }
             table[model][domain]["users"] = rows[0]["users"]
     return table
 
@@ -120,14 +148,22 @@ def markdown_table(table: dict, metrics=METRICS, title: str = "") -> str:
 
 
 def run_info(args: dict) -> dict:
+    """Arguments and versions, for the .run.json beside each table."""
     import apache_beam
     import tensorflow as tf
 
-    return {"args": args, "python": platform.python_version(), "tensorflow": tf.__version__, "apache_beam": apache_beam.__version__,
-            "machine": platform.machine(), "cpus": os.cpu_count()}
+    return {
+        "args": args,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "apache_beam": apache_beam.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def write_outputs(out: str, name: str, table: dict, markdown: str, info: dict) -> None:
+    """OUT/<name>.json, .md and .run.json."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.json"), "w", encoding="utf-8") as handle:
         json.dump(table, handle, indent=1)

@@ -5,6 +5,7 @@ The shared item table M and positions P, the domain id ranges, scoring restricte
 around `compute_losses`. SyNCRec (model.py) and the baselines (baselines.py) only say how they
 encode sequences and which loss terms they add.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -44,7 +45,9 @@ class SequentialRecommender(tf.keras.Model):
         self.config = config
         self.domain_ranges = [tuple(r) for r in domain_ranges]
         self.domain_names = list(domain_names or [str(d) for d in range(1, config.num_domains + 1)])
-        self.embedding = SharedEmbedding(config.num_items, config.max_len, config.embed_dim, config.dropout, name="shared_embedding")
+        self.embedding = SharedEmbedding(
+            config.num_items, config.max_len, config.embed_dim, config.dropout, name="shared_embedding"
+        )
         self.domain_start = tf.constant([0] + [start + 1 for start, _ in self.domain_ranges], tf.int32)
         self.domain_count = tf.constant([0] + [end - start - 1 for start, end in self.domain_ranges], tf.int32)
         self.item_domain = tf.constant(self._item_domains(), tf.int32)
@@ -109,21 +112,30 @@ class SequentialRecommender(tf.keras.Model):
         rows = tf.shape(targets)[0]
         first, global_rows = distribute.replica_rows(rows)
         shape = tf.concat([[global_rows], tf.shape(targets)[1:-1], [self.config.max_len]], axis=0)
-        step = tf.cast(self.optimizer.iterations, tf.int32) if getattr(self, "optimizer", None) is not None else tf.constant(0)
+        step = (
+            tf.cast(self.optimizer.iterations, tf.int32)
+            if getattr(self, "optimizer", None) is not None
+            else tf.constant(0)
+        )
         uniform = tf.random.stateless_uniform(shape, seed=tf.stack([step, salt + 7919 * self.config.seed]))
-        uniform = uniform[first:first + rows][..., self.config.max_len - tf.shape(targets)[-1]:]
+        uniform = uniform[first : first + rows][..., self.config.max_len - tf.shape(targets)[-1] :]
         return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
 
     def position_loss(self, representation, targets, domains, salt: int = 0):
         """Eq. 8/9 at every position: the target against one negative drawn from its domain."""
         negatives = self.negatives(targets, domains, salt)
         table = self.embedding.item_table
-        return losses.pairwise_loss(tf.reduce_sum(representation * tf.gather(table, targets), -1),
-                                    tf.reduce_sum(representation * tf.gather(table, negatives), -1), self.config.loss)
+        return losses.pairwise_loss(
+            tf.reduce_sum(representation * tf.gather(table, targets), -1),
+            tf.reduce_sum(representation * tf.gather(table, negatives), -1),
+            self.config.loss,
+        )
 
     def reduce(self, values, domains, mask, num_sequences, weights=None):
         """`losses.reduce` with this model's `loss_reduction` (the same for every model and term)."""
-        return losses.reduce(values, domains, mask, self.config.num_domains, self.config.loss_reduction, num_sequences, weights)
+        return losses.reduce(
+            values, domains, mask, self.config.num_domains, self.config.loss_reduction, num_sequences, weights
+        )
 
     def single_domains(self, single_target):
         """Domain id of each position of X^d ([B, D, T]; 0 where the target is PAD)."""

@@ -8,6 +8,7 @@ negative-transfer reference). MMoE is SyNCRec without stop-gradient, LC-NTG and 
 (experiments.runner.VARIANTS). Every model is scored with the target domain's items only (Eq. 19)
 and reduces its per-position losses with the same `loss_reduction` as SyNCRec.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -50,7 +51,9 @@ class SASRec(SequenceBaseline):
 
     def __init__(self, config, domain_ranges, domain_names=None, **kwargs):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
-        self.encoder = TransformerExpert(config.embed_dim, config.num_heads, config.num_blocks, config.dropout, name="encoder")
+        self.encoder = TransformerExpert(
+            config.embed_dim, config.num_heads, config.num_blocks, config.dropout, name="encoder"
+        )
 
     def encode_sequence(self, ids, training=None, last_only=False):
         return self.encoder(self.embed(ids, training), causal_padding_mask(ids), training=training, last_only=last_only)
@@ -74,8 +77,12 @@ class BPRMF(SequentialRecommender):
 
     def __init__(self, config, domain_ranges, domain_names=None, **kwargs):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
-        self.users = tf.keras.layers.Embedding(self.USER_BUCKETS, config.embed_dim,
-                                               embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="users")
+        self.users = tf.keras.layers.Embedding(
+            self.USER_BUCKETS,
+            config.embed_dim,
+            embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+            name="users",
+        )
 
     def _user_vectors(self, user_ids):
         return self.users(tf.strings.to_hash_bucket_fast(user_ids, self.USER_BUCKETS))
@@ -83,11 +90,15 @@ class BPRMF(SequentialRecommender):
     def compute_losses(self, features, training=None):
         targets, domains = features["target_item"], features["target_domain"]
         user = self._user_vectors(features["user_id"])[:, tf.newaxis]
-        per_step = self.position_loss(tf.broadcast_to(user, tf.concat([tf.shape(targets), [self.config.embed_dim]], 0)), targets, domains)
+        per_step = self.position_loss(
+            tf.broadcast_to(user, tf.concat([tf.shape(targets), [self.config.embed_dim]], 0)), targets, domains
+        )
         return {"loss": self.reduce(per_step, domains, targets > 0, tf.shape(targets)[0])}
 
     def user_representation(self, item_ids, training=False):
-        raise ValueError("BPR-MF scores users, not histories: use representation_for(batch), which reads batch['user_id']")
+        raise ValueError(
+            "BPR-MF scores users, not histories: use representation_for(batch), which reads batch['user_id']"
+        )
 
     def representation_for(self, batch, view: str = "cross"):
         return self._user_vectors(batch["user_id"])

@@ -4,6 +4,7 @@ Each setting is defined once, here, with its default and its check. Paper defaul
 r = 128, T = 128, batch 128, K = 4 experts on Amazon, two attention blocks, Adam; `PRESETS["paper"]`
 holds them. Where the paper is silent or loose, the choice is a named setting (see DEVIATIONS).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,7 +73,9 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
                 problems.append(f"{f.name} must be a whole number (got {value!r})")
-            elif f.type == "float" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            elif f.type == "float" and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
                 problems.append(f"{f.name} must be a finite number (got {value!r})")
             elif f.type == "bool" and not isinstance(value, bool):
                 problems.append(f"{f.name} must be true or false (got {value!r})")
@@ -80,14 +83,28 @@ class ModelConfig:
                 problems.append(f"{f.name} must be a string (got {value!r})")
         if problems:  # ranges only make sense on values of the right type
             return problems
-        ranges = {"max_len": (1, 4096), "embed_dim": (1, 4096), "num_experts": (1, 64), "num_blocks": (1, 64),
-                  "num_heads": (1, 64), "batch_size": (1, 65536), "epochs": (1, 100_000), "patience": (0, 100_000),
-                  "seed": (0, 2**31 - 1)}
+        ranges = {
+            "max_len": (1, 4096),
+            "embed_dim": (1, 4096),
+            "num_experts": (1, 64),
+            "num_blocks": (1, 64),
+            "num_heads": (1, 64),
+            "batch_size": (1, 65536),
+            "epochs": (1, 100_000),
+            "patience": (0, 100_000),
+            "seed": (0, 2**31 - 1),
+        }
         for name, (low, high) in ranges.items():
             if not low <= getattr(self, name) <= high:
                 problems.append(f"{name} must be in [{low}, {high}] (got {getattr(self, name)})")
-        for name, choices in (("loss", LOSSES), ("loss_reduction", REDUCTIONS), ("lambda_scale", LAMBDA_SCALES),
-                              ("mode", MODES), ("architecture", ARCHITECTURES), ("distribution", DISTRIBUTIONS)):
+        for name, choices in (
+            ("loss", LOSSES),
+            ("loss_reduction", REDUCTIONS),
+            ("lambda_scale", LAMBDA_SCALES),
+            ("mode", MODES),
+            ("architecture", ARCHITECTURES),
+            ("distribution", DISTRIBUTIONS),
+        ):
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be one of {list(choices)} (got {getattr(self, name)!r})")
         if not 0.0 <= self.dropout < 1.0:
@@ -102,10 +119,14 @@ class ModelConfig:
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if self.uses_stop_gradient and not 1 <= self.num_cross_experts <= self.num_experts - 1:
-            problems.append(f"num_cross_experts j={self.num_cross_experts} must be in [1, K-1] = [1, {self.num_experts - 1}] "
-                            f"(K = num_experts = {self.num_experts}): ACMoE needs experts on both sides of the stop-gradient")
+            problems.append(
+                f"num_cross_experts j={self.num_cross_experts} must be in [1, K-1] = [1, {self.num_experts - 1}] "
+                f"(K = num_experts = {self.num_experts}): ACMoE needs experts on both sides of the stop-gradient"
+            )
         elif not 0 <= self.num_cross_experts <= self.num_experts:
-            problems.append(f"num_cross_experts must be in [0, num_experts={self.num_experts}] (got {self.num_cross_experts})")
+            problems.append(
+                f"num_cross_experts must be in [0, num_experts={self.num_experts}] (got {self.num_cross_experts})"
+            )
         return problems
 
     @property
@@ -146,9 +167,22 @@ class ModelConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # §5.2.3 and §4: r = T = batch = 128, K = 4 (Amazon), two single-head blocks, j = 0.2K (at least 1),
     # Eq. 8/9/12 as written (per-position sums, lambda summing to one), delta fixed at 1.
-    "paper": {"embed_dim": 128, "max_len": 128, "batch_size": 128, "num_experts": 4, "num_cross_experts": 1,
-              "num_blocks": 2, "num_heads": 1, "loss": "eq8", "loss_reduction": "sum", "lambda_scale": "one",
-              "temperature": 1.0, "learn_temperature": False, "learn_ntg_coefficients": True, "causal_gates": False},
+    "paper": {
+        "embed_dim": 128,
+        "max_len": 128,
+        "batch_size": 128,
+        "num_experts": 4,
+        "num_cross_experts": 1,
+        "num_blocks": 2,
+        "num_heads": 1,
+        "loss": "eq8",
+        "loss_reduction": "sum",
+        "lambda_scale": "one",
+        "temperature": 1.0,
+        "learn_temperature": False,
+        "learn_ntg_coefficients": True,
+        "causal_gates": False,
+    },
 }
 
 

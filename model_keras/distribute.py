@@ -9,6 +9,7 @@ from every replica, negatives are drawn from the step and the global row, so one
 workers gives the losses and weights of one epoch on one worker with the same global batch.
 The chief (worker 0) writes the outputs; the others write into a scratch folder that is removed.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 
 
 def make_strategy(kind: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy named by the `distribution` setting."""
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     if kind == "multi_worker":
@@ -36,6 +38,7 @@ def worker() -> tuple[int, int]:
 
 
 def is_chief() -> bool:
+    """True on worker 0 (and without TF_CONFIG): the worker that writes the outputs."""
     return worker()[0] == 0
 
 
@@ -57,6 +60,7 @@ def gather_replicas(value: tf.Tensor) -> tf.Tensor:
 
 
 def num_replicas() -> int:
+    """Replicas in sync in this replica context (1 outside one)."""
     context = tf.distribute.get_replica_context()
     return 1 if context is None else context.num_replicas_in_sync
 
@@ -77,7 +81,7 @@ def distributed_dataset(strategy: tf.distribute.Strategy, make, global_batch: in
         first = context.input_pipeline_id * block
         per_replica = context.get_per_replica_batch_size(global_batch)
         dataset = make(global_batch).take(steps)
-        dataset = dataset.map(lambda batch: {k: v[first:first + block] for k, v in batch.items()})
+        dataset = dataset.map(lambda batch: {k: v[first : first + block] for k, v in batch.items()})
         return dataset.unbatch().batch(per_replica, drop_remainder=True)
 
     return strategy.distribute_datasets_from_function(per_worker), steps

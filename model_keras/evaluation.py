@@ -5,9 +5,11 @@ from the label's domain (default) or from all items (`pool="all"`, as the offici
 or full ranking over the label domain's items. Negatives are drawn from a generator seeded by
 (seed, user id), so every model compared sees exactly the same candidates for each user,
 whatever the batch size or order. Ties are broken at random (seeded by user): the label lands
-uniformly among the candidates it ties with, so a constant scorer scores like chance. Every user is scored: the last partial batch is kept. "Interacted"
+uniformly among the candidates it ties with, so a constant scorer scores like chance. Every user is
+scored: the last partial batch is kept. "Interacted"
 means the items in the example's window (the T most recent positions and the label).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -20,7 +22,6 @@ import tensorflow as tf
 from schemas.vocabulary import FIRST_ITEM_ID, Vocabulary
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import METRICS, format_metrics, rank_metrics  # noqa: F401 (re-exported)
-
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,27 @@ class EvalProtocol:
     def __post_init__(self):
         if self.pool not in ("domain", "all"):
             raise ValueError(f"negatives must come from 'domain' or 'all' (got {self.pool!r})")
-        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or not 1 <= self.num_negatives <= 100_000:
-            raise ValueError(f"the number of negatives must be a whole number in [1, 100000] (got {self.num_negatives!r})")
+        if (
+            isinstance(self.num_negatives, bool)
+            or not isinstance(self.num_negatives, int)
+            or not 1 <= self.num_negatives <= 100_000
+        ):
+            raise ValueError(
+                f"the number of negatives must be a whole number in [1, 100000] (got {self.num_negatives!r})"
+            )
 
     def describe(self) -> str:
         """One line for reports, e.g. '99 negatives from the label's domain'."""
         if self.full_ranking:
             return "full ranking over the label's domain"
-        return f"{self.num_negatives} negatives from " + ("the label's domain" if self.pool == "domain" else "all items")
+        return f"{self.num_negatives} negatives from " + (
+            "the label's domain" if self.pool == "domain" else "all items"
+        )
 
 
-def label_ranks(scores: np.ndarray, label_scores: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+def label_ranks(
+    scores: np.ndarray, label_scores: np.ndarray | None = None, rng: np.random.Generator | None = None
+) -> np.ndarray:
     """0-based rank of the label: #candidates scoring higher + a uniform share of those tied.
 
     Without `label_scores`, column 0 of `scores` is the label. Without `rng`, ties rank first.
@@ -86,10 +97,15 @@ class NegativeSampler:
         return self.ranges[domain] if self.protocol.pool == "domain" else (FIRST_ITEM_ID, self.num_items)
 
     def sample(self, user_id: str, label_domain: int, seen: set[int]) -> np.ndarray:
+        """`num_negatives` items of the pool the user has not interacted with, the same for every model."""
         rng = np.random.default_rng([self.protocol.seed, zlib.crc32(user_id.encode("utf-8"))])
         low, high = self._pool(label_domain)
         n = self.protocol.num_negatives
-        allowed = (high - low) - len([i for i in seen if low <= i < high]) - (0 if self.protocol.pool == "domain" else len(self.oov))
+        allowed = (
+            (high - low)
+            - len([i for i in seen if low <= i < high])
+            - (0 if self.protocol.pool == "domain" else len(self.oov))
+        )
         chosen: list[int] = []
         taken: set[int] = set()
         while len(chosen) < n:
@@ -125,10 +141,14 @@ class ModelScorer(Scorer):
     def __init__(self, model, view: str = "cross"):
         self.model, self.view = model, view
         inputs = ("item", "single_item", "label_domain", "user_id")
-        self._candidates = tf.function(lambda batch, candidates: model.score(model.representation_for(batch, view), candidates),
-                                       reduce_retracing=True)
-        self._domain = tf.function(lambda batch: model.score_domain(model.representation_for(batch, view), batch["label_domain"]),
-                                   reduce_retracing=True)
+        self._candidates = tf.function(
+            lambda batch, candidates: model.score(model.representation_for(batch, view), candidates),
+            reduce_retracing=True,
+        )
+        self._domain = tf.function(
+            lambda batch: model.score_domain(model.representation_for(batch, view), batch["label_domain"]),
+            reduce_retracing=True,
+        )
         self._select = lambda batch: {k: batch[k] for k in inputs}
 
     def score_candidates(self, batch, candidates):
@@ -149,6 +169,7 @@ class PopularityScorer(Scorer):
 
     @classmethod
     def from_examples(cls, examples_dir: str, vocabulary: Vocabulary) -> "PopularityScorer":
+        """Item counts among the train split's targets."""
         counts = np.zeros(vocabulary.num_items, dtype=np.int64)
         for batch in make_dataset(examples_dir, "train", vocabulary.num_domains, batch_size=1024):
             targets = batch["target_item"].numpy().ravel()
@@ -163,7 +184,9 @@ class PopularityScorer(Scorer):
         return np.where(self.item_domain[None, :] == domain, self.counts[None, :], -np.inf)
 
 
-def _full_ranking(scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, tie_rng) -> tuple[np.ndarray, dict]:
+def _full_ranking(
+    scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, tie_rng
+) -> tuple[np.ndarray, dict]:
     """Ranks of the labels among all items of their domain the user has not interacted with."""
     scores = scorer.score_domain(batch)
     label_scores = scores[np.arange(len(labels)), labels].copy()
@@ -177,8 +200,9 @@ def _full_ranking(scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.n
     return label_ranks(scores, label_scores, tie_rng), health
 
 
-def _sampled(scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, sampler: NegativeSampler,
-             tie_rng) -> tuple[np.ndarray, dict]:
+def _sampled(
+    scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, sampler: NegativeSampler, tie_rng
+) -> tuple[np.ndarray, dict]:
     """Ranks of the labels among `num_negatives` sampled items each (the same for every model)."""
     users = [u.decode("utf-8") for u in batch["user_id"].numpy()]
     domains = batch["label_domain"].numpy()
@@ -188,7 +212,9 @@ def _sampled(scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarra
     return label_ranks(scores, rng=tie_rng), score_health(scores)
 
 
-def evaluate(scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()) -> dict:
+def evaluate(
+    scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()
+) -> dict:
     """{"domains": {name: {metric: value, "users": n}}, "all": {...}, "health": {...}} for one split.
 
     `health` counts non-finite scores and users whose candidates all scored the same: a model with

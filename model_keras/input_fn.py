@@ -5,6 +5,7 @@ transform) and the reader cannot drift apart silently. Every feature list has T 
 per-domain ones (`single_item`, `single_target`) have D values a step and are returned as
 [batch, D, T] so each domain's X^d is one row.
 """
+
 from __future__ import annotations
 
 import glob
@@ -15,7 +16,6 @@ import tensorflow as tf
 from schemas.features import PER_DOMAIN_FEATURES
 from schemas.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
 from tensorflow_metadata.proto.v0 import schema_pb2
-
 
 
 def feature_spec(num_domains: int, schema_path=SEQUENCE_EXAMPLE_SCHEMA) -> tuple[dict, dict]:
@@ -33,10 +33,14 @@ def feature_spec(num_domains: int, schema_path=SEQUENCE_EXAMPLE_SCHEMA) -> tuple
     return context, sequence
 
 
-def parse_batch(serialized: tf.Tensor, num_domains: int, specs: tuple[dict, dict] | None = None) -> dict[str, tf.Tensor]:
+def parse_batch(
+    serialized: tf.Tensor, num_domains: int, specs: tuple[dict, dict] | None = None
+) -> dict[str, tf.Tensor]:
     """Parse a batch of serialized SequenceExamples; ints become int32, X^d becomes [B, D, T]."""
     context_spec, sequence_spec = specs or feature_spec(num_domains)
-    context, sequence, _ = tf.io.parse_sequence_example(serialized, context_features=context_spec, sequence_features=sequence_spec)
+    context, sequence, _ = tf.io.parse_sequence_example(
+        serialized, context_features=context_spec, sequence_features=sequence_spec
+    )
     features = {**context, **sequence}
     for name in PER_DOMAIN_FEATURES:
         features[name] = tf.transpose(features[name], [0, 2, 1])
@@ -44,9 +48,12 @@ def parse_batch(serialized: tf.Tensor, num_domains: int, specs: tuple[dict, dict
 
 
 def split_files(examples_dir: str, split: str) -> list[str]:
+    """The split's shards; FileNotFoundError naming the fix when there are none."""
     files = sorted(glob.glob(os.path.join(examples_dir, split, "*.tfrecord.gz")))
     if not files:
-        raise FileNotFoundError(f"no {split} shards under {examples_dir}/{split}; run `python -m components.transform` first")
+        raise FileNotFoundError(
+            f"no {split} shards under {examples_dir}/{split}; run `python -m components.transform` first"
+        )
     return files
 
 
@@ -77,5 +84,7 @@ def make_dataset(
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=False)
     specs = feature_spec(num_domains)
-    dataset = dataset.map(lambda s: parse_batch(s, num_domains, specs), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(
+        lambda s: parse_batch(s, num_domains, specs), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)

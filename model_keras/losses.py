@@ -11,6 +11,7 @@ Optional per-domain weights (LC-NTG's lambda) multiply each position's loss by i
 Sums and counts go through `global_sum`, so under tf.distribute every replica normalises by the
 global batch and the summed gradients equal one worker's on the whole batch.
 """
+
 import tensorflow as tf
 
 REDUCTIONS = ("sum", "mean", "domain_mean")
@@ -32,7 +33,9 @@ def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce")
     raise ValueError(f"unknown pairwise loss {kind!r}")
 
 
-def sample_negatives(target_domain: tf.Tensor, domain_start: tf.Tensor, domain_count: tf.Tensor, uniform: tf.Tensor | None = None) -> tf.Tensor:
+def sample_negatives(
+    target_domain: tf.Tensor, domain_start: tf.Tensor, domain_count: tf.Tensor, uniform: tf.Tensor | None = None
+) -> tf.Tensor:
     """One item per position drawn uniformly from V^d of the target's domain (OOV excluded).
 
     domain_start/domain_count are indexed by domain id (id 0 = none -> PAD item 0); `uniform` holds one
@@ -41,7 +44,9 @@ def sample_negatives(target_domain: tf.Tensor, domain_start: tf.Tensor, domain_c
     start = tf.gather(domain_start, target_domain)
     count = tf.gather(domain_count, target_domain)
     u = tf.random.uniform(tf.shape(target_domain)) if uniform is None else uniform
-    return start + tf.cast(tf.floor(u * tf.cast(count, tf.float32)), target_domain.dtype) * tf.cast(count > 0, target_domain.dtype)
+    return start + tf.cast(tf.floor(u * tf.cast(count, tf.float32)), target_domain.dtype) * tf.cast(
+        count > 0, target_domain.dtype
+    )
 
 
 def global_sum(value: tf.Tensor) -> tf.Tensor:
@@ -52,7 +57,9 @@ def global_sum(value: tf.Tensor) -> tf.Tensor:
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
-def domain_sums(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
+def domain_sums(
+    values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """(sum of `values` per domain 1..D over unmasked positions [D], position counts [D]) of this replica's batch.
 
     Masked positions contribute nothing, whatever their value (NaN and inf included).
@@ -65,15 +72,24 @@ def domain_sums(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_doma
     return sums, counts
 
 
-def domain_means(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tuple[tf.Tensor, tf.Tensor]:
+def domain_means(
+    values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """(mean of `values` per domain 1..D over the unmasked positions of the global batch [D], position counts [D])."""
     sums, counts = domain_sums(values, domains, mask, num_domains)
     sums, counts = global_sum(sums), global_sum(counts)
     return tf.math.divide_no_nan(sums, counts), counts
 
 
-def reduce(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int, reduction: str,
-           num_sequences: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+def reduce(
+    values: tf.Tensor,
+    domains: tf.Tensor,
+    mask: tf.Tensor,
+    num_domains: int,
+    reduction: str,
+    num_sequences: tf.Tensor,
+    weights: tf.Tensor | None = None,
+) -> tf.Tensor:
     """One loss from per-position losses (see the module docstring).
 
     values, domains (1..D), mask: the same shape; num_sequences: this replica's batch size; weights [D] or
@@ -94,8 +110,15 @@ def reduce(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: 
     raise ValueError(f"unknown loss_reduction {reduction!r}; choose one of {REDUCTIONS}")
 
 
-def negative_transfer_gap(single_loss: tf.Tensor, cross_loss: tf.Tensor, target_domain: tf.Tensor, mask: tf.Tensor,
-                          num_domains: int, reduction: str = "mean", num_sequences: tf.Tensor | int = 1) -> tf.Tensor:
+def negative_transfer_gap(
+    single_loss: tf.Tensor,
+    cross_loss: tf.Tensor,
+    target_domain: tf.Tensor,
+    mask: tf.Tensor,
+    num_domains: int,
+    reduction: str = "mean",
+    num_sequences: tf.Tensor | int = 1,
+) -> tf.Tensor:
     """phi(d) = sum over domain-d positions t of (l_t^d - l_t) (Eq. 10) [D].
 
     `single_loss` holds, at each position of X, the single-domain loss of the same target (already
@@ -110,7 +133,9 @@ def negative_transfer_gap(single_loss: tf.Tensor, cross_loss: tf.Tensor, target_
     return tf.math.divide_no_nan(sums, counts)
 
 
-def relative_ntg(previous_lambda: tf.Tensor, phi: tf.Tensor, alpha: tf.Tensor, beta: tf.Tensor, temperature: tf.Tensor) -> tf.Tensor:
+def relative_ntg(
+    previous_lambda: tf.Tensor, phi: tf.Tensor, alpha: tf.Tensor, beta: tf.Tensor, temperature: tf.Tensor
+) -> tf.Tensor:
     """lambda_d <- softmax(alpha * lambda_d + beta * phi(d); delta) over domains (Eq. 11).
 
     The previous lambda and phi are measurements, not paths for gradients: both are stopped, so
@@ -127,8 +152,9 @@ def lc_ntg_weights(lam: tf.Tensor, scale: str) -> tf.Tensor:
     return lam * tf.cast(tf.shape(lam)[0], lam.dtype)
 
 
-def sc_mim_loss(single_repr: tf.Tensor, cross_repr: tf.Tensor, present: tf.Tensor, bilinear: tf.Tensor,
-                temperature: float = 1.0) -> tf.Tensor:
+def sc_mim_loss(
+    single_repr: tf.Tensor, cross_repr: tf.Tensor, present: tf.Tensor, bilinear: tf.Tensor, temperature: float = 1.0
+) -> tf.Tensor:
     """SC-MIM InfoNCE per (domain, user) (Eq. 14-17): -[rho(s_u, c_u) - log sum_{u'} exp rho(s_u', c_u)].
 
     single_repr/cross_repr: [B, D, r] pooled (Y^d)^single and (Y^d)^cross of each user;

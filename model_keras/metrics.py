@@ -1,5 +1,6 @@
 """Ranking metrics of leave-one-out evaluation and their table (NumPy only: no TensorFlow import,
 so command lines can format reports without loading it)."""
+
 from __future__ import annotations
 
 import numpy as np

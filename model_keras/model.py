@@ -1,4 +1,5 @@
 """The SyNCRec Keras model: ACMoE wiring, the loss terms of Eq. 8-18, and inference (Eq. 19)."""
+
 from __future__ import annotations
 
 import math
@@ -39,19 +40,45 @@ class SyNCRec(SequentialRecommender):
     def __init__(self, config: ModelConfig, domain_ranges, domain_names=None, **kwargs):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
         c = config
-        self.acmoe = AsymmetricMixtureOfExperts(c.num_domains, c.num_experts, c.num_cross_experts, c.embed_dim, c.num_heads, c.num_blocks,
-                                                c.dropout, c.uses_stop_gradient, max_len=c.max_len, causal_gates=c.causal_gates, name="acmoe")
+        self.acmoe = AsymmetricMixtureOfExperts(
+            c.num_domains,
+            c.num_experts,
+            c.num_cross_experts,
+            c.embed_dim,
+            c.num_heads,
+            c.num_blocks,
+            c.dropout,
+            c.uses_stop_gradient,
+            max_len=c.max_len,
+            causal_gates=c.causal_gates,
+            name="acmoe",
+        )
         self.single_towers = Towers(c.num_domains, c.embed_dim, c.dropout, name="single_towers")
         self.cross_tower = Towers(1, c.embed_dim, c.dropout, name="cross_tower")
-        self.mim_bilinear = self.add_weight(name="mim_bilinear", shape=[c.embed_dim, c.embed_dim], initializer=tf.keras.initializers.Identity())
+        self.mim_bilinear = self.add_weight(
+            name="mim_bilinear", shape=[c.embed_dim, c.embed_dim], initializer=tf.keras.initializers.Identity()
+        )
         constant = tf.keras.initializers.Constant
-        self.ntg_alpha = self.add_weight(name="ntg_alpha", shape=[], initializer=constant(1.0), trainable=c.learn_ntg_coefficients)
-        self.ntg_beta = self.add_weight(name="ntg_beta", shape=[], initializer=constant(1.0), trainable=c.learn_ntg_coefficients)
-        self.ntg_log_temperature = self.add_weight(name="ntg_log_temperature", shape=[], initializer=constant(math.log(c.temperature)),
-                                                   trainable=c.learn_temperature)
+        self.ntg_alpha = self.add_weight(
+            name="ntg_alpha", shape=[], initializer=constant(1.0), trainable=c.learn_ntg_coefficients
+        )
+        self.ntg_beta = self.add_weight(
+            name="ntg_beta", shape=[], initializer=constant(1.0), trainable=c.learn_ntg_coefficients
+        )
+        self.ntg_log_temperature = self.add_weight(
+            name="ntg_log_temperature",
+            shape=[],
+            initializer=constant(math.log(c.temperature)),
+            trainable=c.learn_temperature,
+        )
         # lambda is computed from global sums, so every replica holds the same value: the first one's is kept.
-        self.ntg_lambda = self.add_weight(name="ntg_lambda", shape=[c.num_domains], initializer="zeros", trainable=False,
-                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.ntg_lambda = self.add_weight(
+            name="ntg_lambda",
+            shape=[c.num_domains],
+            initializer="zeros",
+            trainable=False,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
 
     def loss_names(self):
         return ("loss", "single_loss", "cross_loss", "mim_loss")
@@ -65,7 +92,8 @@ class SyNCRec(SequentialRecommender):
         length = tf.shape(features["single_item"])[-1]
         single_ids, single_target = trim_to_longest(features["single_item"], features["single_target"])
         cross_ids, target, target_domain, single_index = trim_to_longest(
-            features["item"], features["target_item"], features["target_domain"], features["single_index"])
+            features["item"], features["target_item"], features["target_domain"], features["single_index"]
+        )
         single_index = single_index - (length - tf.shape(single_ids)[-1])  # positions in the trimmed X^d
         f_single, g_single = self.acmoe.single(self.embed(single_ids, training), single_ids, training)
         f_cross, g_cross = self.acmoe.cross(self.embed(cross_ids, training), cross_ids, training)
@@ -107,31 +135,47 @@ class SyNCRec(SequentialRecommender):
     def negative_transfer(self, single_steps, cross_steps, enc: Encoded, batch):
         """Eq. 10-11: phi per domain from aligned single/cross losses, and the new lambda."""
         mask = enc.target > 0
-        phi = losses.negative_transfer_gap(self._aligned(single_steps, enc), cross_steps, enc.target_domain, mask,
-                                           self.config.num_domains, self.config.loss_reduction, batch)
+        phi = losses.negative_transfer_gap(
+            self._aligned(single_steps, enc),
+            cross_steps,
+            enc.target_domain,
+            mask,
+            self.config.num_domains,
+            self.config.loss_reduction,
+            batch,
+        )
         lam = losses.relative_ntg(self.ntg_lambda, phi, self.ntg_alpha, self.ntg_beta, tf.exp(self.ntg_log_temperature))
         return phi, lam
 
     def cross_task(self, cross_steps, lam, enc: Encoded, batch):
         """Eq. 9 with LC-NTG's per-domain weights (Eq. 12), or uniform weights without it."""
         c = self.config
-        weights = losses.lc_ntg_weights(lam if c.use_lc_ntg else tf.fill([c.num_domains], 1.0 / c.num_domains), c.lambda_scale)
+        weights = losses.lc_ntg_weights(
+            lam if c.use_lc_ntg else tf.fill([c.num_domains], 1.0 / c.num_domains), c.lambda_scale
+        )
         return self.reduce(cross_steps, enc.target_domain, enc.target > 0, batch, weights)
 
     def sc_mim(self, enc: Encoded, batch):
         """Eq. 16-17: InfoNCE between each user's pooled single and cross views of each domain."""
         c = self.config
-        onehot = tf.one_hot(enc.target_domain - 1, c.num_domains) * tf.cast(enc.target > 0, tf.float32)[..., tf.newaxis]  # [B, L2, D]
+        onehot = (
+            tf.one_hot(enc.target_domain - 1, c.num_domains) * tf.cast(enc.target > 0, tf.float32)[..., tf.newaxis]
+        )  # [B, L2, D]
         counts = tf.reduce_sum(onehot, axis=1)  # [B, D]
-        pool = lambda y: tf.math.divide_no_nan(tf.einsum("btd,btr->bdr", onehot, y), counts[..., tf.newaxis])  # noqa: E731
+
+        def pool(y):  # mean over the user's domain-d steps
+            return tf.math.divide_no_nan(tf.einsum("btd,btr->bdr", onehot, y), counts[..., tf.newaxis])
+
         present = counts > 0
         # The other users of the *global* batch are the negatives (Eq. 16): gathered from every replica.
         single, cross = pool(self._aligned(enc.y_single, enc)), pool(enc.y_cross)
         first, _ = distribute.replica_rows(batch)
         every_single = distribute.gather_replicas(single)
         every_present = tf.cast(distribute.gather_replicas(tf.cast(present, tf.float32)), tf.bool)
-        per_user = losses.sc_mim_loss(every_single, distribute.gather_replicas(cross), every_present, self.mim_bilinear, c.mim_temperature)
-        per_user = per_user[:, first:first + batch]  # this replica's users: each user's loss is counted once
+        per_user = losses.sc_mim_loss(
+            every_single, distribute.gather_replicas(cross), every_present, self.mim_bilinear, c.mim_temperature
+        )
+        per_user = per_user[:, first : first + batch]  # this replica's users: each user's loss is counted once
         domains = tf.broadcast_to(tf.range(1, c.num_domains + 1)[:, tf.newaxis], tf.shape(per_user))
         return self.reduce(per_user, domains, tf.transpose(present), batch)
 
@@ -149,7 +193,15 @@ class SyNCRec(SequentialRecommender):
             total = l_single
         else:  # Eq. 18
             total = c.eta * (l_single + l_cross) + ((1.0 - c.eta) * l_mim if c.use_sc_mim else 0.0)
-        return {"loss": total, "single_loss": l_single, "cross_loss": l_cross, "mim_loss": l_mim, "phi": phi, "lambda": lam}
+        return {
+            "loss": total,
+            "single_loss": l_single,
+            "cross_loss": l_cross,
+            "mim_loss": l_mim,
+            "phi": phi,
+            "lambda": lam,
+        }
 
     def after_train_step(self, terms):
+        """Keep the batch's lambda (Eq. 11) for the next batch."""
         self.ntg_lambda.assign(tf.stop_gradient(terms["lambda"]))

@@ -17,6 +17,7 @@ contiguous id range of the item table is scored, not the whole vocabulary (exact
 SavedModel holds a second, scoring-only copy of the item table (see ServingModule).
 The SOS token is added here and the T most recent kept, exactly as the transform builds X.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,10 +55,18 @@ class ServingModule(tf.Module):
         for d in vocabulary.domains:
             keys += [d.name + KEY_SEPARATOR + item for item in d.items]
             values += range(d.start + 1, d.end)
-        self.item_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(keys or [""], tf.string), tf.constant(list(values) or [0], tf.int32)), default_value=-1)
-        self.domain_table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(vocabulary.domain_names), tf.range(1, vocabulary.num_domains + 1, dtype=tf.int32)), default_value=0)
+        self.item_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys or [""], tf.string), tf.constant(list(values) or [0], tf.int32)
+            ),
+            default_value=-1,
+        )
+        self.domain_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(vocabulary.domain_names), tf.range(1, vocabulary.num_domains + 1, dtype=tf.int32)
+            ),
+            default_value=0,
+        )
         self.domain_oov = tf.constant([0] + [d.oov_id for d in vocabulary.domains], tf.int32)
         self.first_item = tf.constant([0] + [d.start + 1 for d in vocabulary.domains], tf.int32)  # OOV excluded
         self.domain_size = tf.constant([0] + [d.end - d.start - 1 for d in vocabulary.domains], tf.int32)
@@ -79,22 +88,39 @@ class ServingModule(tf.Module):
 
     def _domain_ids(self, domains):
         ids = self.domain_table.lookup(domains)
-        return self._checked(ids, tf.debugging.assert_positive(ids, message=f"unknown target_domain; known domains: {self.domain_list}"))
+        return self._checked(
+            ids, tf.debugging.assert_positive(ids, message=f"unknown target_domain; known domains: {self.domain_list}")
+        )
 
     def _same_rows(self, name, tensor, history):
-        return self._checked(tensor, tf.debugging.assert_equal(
-            tf.shape(tensor)[0], tf.shape(history)[0],
-            message=f"{name} must have one row per history row (history_items has a different batch size)"))
+        return self._checked(
+            tensor,
+            tf.debugging.assert_equal(
+                tf.shape(tensor)[0],
+                tf.shape(history)[0],
+                message=f"{name} must have one row per history row (history_items has a different batch size)",
+            ),
+        )
 
     def _history_ids(self, history_items, history_domains):
-        history_domains = self._checked(history_domains, tf.debugging.assert_equal(
-            tf.shape(history_items), tf.shape(history_domains), message="history_items and history_domains must have the same shape"))
+        history_domains = self._checked(
+            history_domains,
+            tf.debugging.assert_equal(
+                tf.shape(history_items),
+                tf.shape(history_domains),
+                message="history_items and history_domains must have the same shape",
+            ),
+        )
         present = tf.not_equal(history_items, "")
         domains = tf.where(present, history_domains, tf.fill(tf.shape(history_domains), "?"))
         domain_ids = self.domain_table.lookup(domains)
-        domain_ids = self._checked(domain_ids, tf.debugging.assert_positive(
-            tf.where(present, domain_ids, tf.ones_like(domain_ids)),
-            message=f"history_domains holds an unknown domain; known domains: {self.domain_list}"))
+        domain_ids = self._checked(
+            domain_ids,
+            tf.debugging.assert_positive(
+                tf.where(present, domain_ids, tf.ones_like(domain_ids)),
+                message=f"history_domains holds an unknown domain; known domains: {self.domain_list}",
+            ),
+        )
         ids = self.item_table.lookup(tf.strings.join([history_domains, history_items], separator=KEY_SEPARATOR))
         ids = tf.where(ids < 0, tf.gather(self.domain_oov, domain_ids), ids)  # unknown item -> its domain's OOV
         return tf.where(present, ids, tf.zeros_like(ids))
@@ -123,32 +149,42 @@ class ServingModule(tf.Module):
 
         def mixed_domains():
             logits = tf.matmul(representation, self.scoring_table, transpose_b=True)
-            allowed = tf.logical_and(tf.equal(self.model.item_domain[tf.newaxis], target_domain[:, tf.newaxis]),
-                                     tf.range(self.num_items)[tf.newaxis] >= tf.gather(self.first_item, target_domain)[:, tf.newaxis])
+            allowed = tf.logical_and(
+                tf.equal(self.model.item_domain[tf.newaxis], target_domain[:, tf.newaxis]),
+                tf.range(self.num_items)[tf.newaxis] >= tf.gather(self.first_item, target_domain)[:, tf.newaxis],
+            )
             scores = self._exclude(tf.where(allowed, logits, tf.fill(tf.shape(logits), -float("inf"))), history, 0)
             top = tf.math.top_k(scores, k=k)
             return top.indices, top.values
 
         return tf.cond(tf.reduce_all(tf.equal(target_domain, target_domain[0])), one_domain, mixed_domains)
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.string, name="history_items"),
-        tf.TensorSpec([None, None], tf.string, name="history_domains"),
-        tf.TensorSpec([None], tf.string, name="target_domain"),
-        tf.TensorSpec([], tf.int32, name="k"),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.string, name="history_items"),
+            tf.TensorSpec([None, None], tf.string, name="history_domains"),
+            tf.TensorSpec([None], tf.string, name="target_domain"),
+            tf.TensorSpec([], tf.int32, name="k"),
+        ]
+    )
     def recommend(self, history_items, history_domains, target_domain, k):
+        """serving_default: top-k raw item ids of the target domain for raw-id histories."""
         target_domain = self._same_rows("target_domain", target_domain, history_items)
-        indices, scores = self._top_k(self._history_ids(history_items, history_domains), self._domain_ids(target_domain), k)
+        indices, scores = self._top_k(
+            self._history_ids(history_items, history_domains), self._domain_ids(target_domain), k
+        )
         return {"item_ids": tf.gather(self.item_names, indices), "scores": scores}
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.string, name="history_items"),
-        tf.TensorSpec([None, None], tf.string, name="history_domains"),
-        tf.TensorSpec([None], tf.string, name="target_domain"),
-        tf.TensorSpec([None, None], tf.string, name="candidate_items"),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.string, name="history_items"),
+            tf.TensorSpec([None, None], tf.string, name="history_domains"),
+            tf.TensorSpec([None], tf.string, name="target_domain"),
+            tf.TensorSpec([None, None], tf.string, name="candidate_items"),
+        ]
+    )
     def score_items(self, history_items, history_domains, target_domain, candidate_items):
+        """Scores of the given raw candidate ids for raw-id histories."""
         target_domain = self._same_rows("target_domain", target_domain, history_items)
         candidate_items = self._same_rows("candidate_items", candidate_items, history_items)
         domain_ids = self._domain_ids(target_domain)
@@ -158,18 +194,30 @@ class ServingModule(tf.Module):
         items = left_pad_history(self._history_ids(history_items, history_domains), self.max_len)
         return {"scores": self.model.score(self.model.user_representation(items, training=False), candidates)}
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.int32, name="history_items"),
-        tf.TensorSpec([None], tf.int32, name="target_domain"),
-        tf.TensorSpec([], tf.int32, name="k"),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="history_items"),
+            tf.TensorSpec([None], tf.int32, name="target_domain"),
+            tf.TensorSpec([], tf.int32, name="k"),
+        ]
+    )
     def recommend_ids(self, history_items, target_domain, k):
+        """Top-k with vocabulary ids in and out."""
         target_domain = self._same_rows("target_domain", target_domain, history_items)
-        items, domains = f"history_items must be item ids in [0, {self.num_items})", f"target_domain must be a domain id in [1, {self.num_domains}]"
-        history_items = self._checked(history_items, tf.debugging.assert_greater_equal(history_items, 0, message=items),
-                                      tf.debugging.assert_less(history_items, self.num_items, message=items))
-        target_domain = self._checked(target_domain, tf.debugging.assert_greater_equal(target_domain, 1, message=domains),
-                                      tf.debugging.assert_less_equal(target_domain, self.num_domains, message=domains))
+        items, domains = (
+            f"history_items must be item ids in [0, {self.num_items})",
+            f"target_domain must be a domain id in [1, {self.num_domains}]",
+        )
+        history_items = self._checked(
+            history_items,
+            tf.debugging.assert_greater_equal(history_items, 0, message=items),
+            tf.debugging.assert_less(history_items, self.num_items, message=items),
+        )
+        target_domain = self._checked(
+            target_domain,
+            tf.debugging.assert_greater_equal(target_domain, 1, message=domains),
+            tf.debugging.assert_less_equal(target_domain, self.num_domains, message=domains),
+        )
         indices, scores = self._top_k(history_items, target_domain, k)
         return {"item_ids": tf.cast(indices, tf.int32), "scores": scores}
 
@@ -183,14 +231,28 @@ def warmup_requests(vocabulary, model_name: str = "syncrec") -> list:
     for d in domains[:3]:
         history = [(e.items[i % len(e.items)], e.name) for i, e in enumerate(domains) if e.items][:5] or [("", "")]
         inputs = {
-            "serving_default": {"history_items": [[h[0] for h in history]], "history_domains": [[h[1] for h in history]],
-                                "target_domain": [d.name], "k": 10},
-            "score_items": {"history_items": [[h[0] for h in history]], "history_domains": [[h[1] for h in history]],
-                            "target_domain": [d.name], "candidate_items": [list(d.items[:3]) or [""]]},
-            "recommend_ids": {"history_items": [[d.start + 1 if d.items else 0]], "target_domain": [d.domain_id], "k": 10},
+            "serving_default": {
+                "history_items": [[h[0] for h in history]],
+                "history_domains": [[h[1] for h in history]],
+                "target_domain": [d.name],
+                "k": 10,
+            },
+            "score_items": {
+                "history_items": [[h[0] for h in history]],
+                "history_domains": [[h[1] for h in history]],
+                "target_domain": [d.name],
+                "candidate_items": [list(d.items[:3]) or [""]],
+            },
+            "recommend_ids": {
+                "history_items": [[d.start + 1 if d.items else 0]],
+                "target_domain": [d.domain_id],
+                "k": 10,
+            },
         }
         for signature, values in inputs.items():
-            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+            )
             for key, value in values.items():
                 dtype = tf.int32 if signature == "recommend_ids" or key == "k" else tf.string
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
@@ -198,11 +260,16 @@ def warmup_requests(vocabulary, model_name: str = "syncrec") -> list:
     return logs
 
 
-def export_saved_model(model, max_len: int, vocabulary, path: str, extra_files: dict[str, dict] | None = None,
-                       exclude_history: bool = True) -> str:
+def export_saved_model(
+    model, max_len: int, vocabulary, path: str, extra_files: dict[str, dict] | None = None, exclude_history: bool = True
+) -> str:
     """Write the SavedModel (three named signatures), the warmup requests and JSON side files into `path`."""
     module = ServingModule(model, max_len, vocabulary, exclude_history)
-    signatures = {"serving_default": module.recommend, "score_items": module.score_items, "recommend_ids": module.recommend_ids}
+    signatures = {
+        "serving_default": module.recommend,
+        "score_items": module.score_items,
+        "recommend_ids": module.recommend_ids,
+    }
     tf.saved_model.save(module, path, signatures=signatures)
     extra = os.path.join(path, "assets.extra")
     os.makedirs(extra, exist_ok=True)

@@ -10,6 +10,7 @@ A loss that turns NaN or infinite stops the run with an error (nothing is export
 OUTPUT/checkpoints (resumable), OUTPUT/best (the selected weights and the selection state),
 OUTPUT/logs (TensorBoard), OUTPUT/saved_model, OUTPUT/model_config.json and OUTPUT/training.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,9 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
     """The model named by `config.architecture`, with every weight created and an optimizer."""
     from model_keras.baselines import ARCHITECTURES
 
-    model = ARCHITECTURES[config.architecture](config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names,
-                                               name=config.architecture)
+    model = ARCHITECTURES[config.architecture](
+        config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names, name=config.architecture
+    )
     model.build_for(sample_batch)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     return model
@@ -74,8 +76,10 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         loss = float(logs.get("loss", 0.0))
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: the epoch's loss is {loss}; "
-                                   f"lower learning_rate (now {self.model.config.learning_rate}) or check the data")
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1}: the epoch's loss is {loss}; "
+                f"lower learning_rate (now {self.model.config.learning_rate}) or check the data"
+            )
         self.scorer = self.scorer or ModelScorer(self.model, self.view)
         result = evaluate(self.scorer, self.examples_dir, "valid", self.vocabulary, self.protocol)
         score = result["all"][SELECTION_METRIC]
@@ -111,12 +115,20 @@ def _restore_or_warm_start(model, vocabulary, output_dir, warm_start):
 def _fit(model, train, config, initial_epoch, callbacks, verbose, steps=None) -> tuple[int, dict]:
     """model.fit from `initial_epoch`; (epochs run now, per-epoch loss history). A NaN loss is TrainingDiverged."""
     try:
-        history = model.fit(train, epochs=config.epochs, initial_epoch=initial_epoch, verbose=verbose, callbacks=callbacks,
-                            steps_per_epoch=steps)
+        history = model.fit(
+            train,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            verbose=verbose,
+            callbacks=callbacks,
+            steps_per_epoch=steps,
+        )
     except tf.errors.InvalidArgumentError as err:
         if NON_FINITE_LOSS in str(err):
-            raise TrainingDiverged(f"training diverged: a batch's loss became NaN or infinite; lower learning_rate "
-                                   f"(now {config.learning_rate}) or check the data") from None
+            raise TrainingDiverged(
+                f"training diverged: a batch's loss became NaN or infinite; lower learning_rate "
+                f"(now {config.learning_rate}) or check the data"
+            ) from None
         raise
     return len(history.epoch), {k: [float(x) for x in v] for k, v in history.history.items()}
 
@@ -137,8 +149,16 @@ def _loss_history(output_dir: str, fresh: dict) -> dict:
     return {k: previous.get(k, []) + fresh.get(k, []) for k in set(previous) | set(fresh)}
 
 
-def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: str | None = None,
-           protocol: EvalProtocol = EvalProtocol(), verbose: int = 1, export: bool = True, callbacks: list | tuple = ()) -> dict:
+def run_fn(
+    examples_dir: str,
+    output_dir: str,
+    config: ModelConfig,
+    warm_start: str | None = None,
+    protocol: EvalProtocol = EvalProtocol(),
+    verbose: int = 1,
+    export: bool = True,
+    callbacks: list | tuple = (),
+) -> dict:
     """Train, select on valid (early stopping), export. Works for SyNCRec and every baseline.
 
     Args:
@@ -162,9 +182,15 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     final_dir, chief = output_dir, distribute.is_chief()
     if not chief:  # every worker saves (collectives need them all), only the chief into the real folder
         output_dir = os.path.join(output_dir, f".worker-{distribute.worker()[0]}")
-    batches = lambda size: make_dataset(examples_dir, "train", vocabulary.num_domains, size, shuffle=True, seed=config.seed)  # noqa: E731
+    batches = lambda size: make_dataset(
+        examples_dir, "train", vocabulary.num_domains, size, shuffle=True, seed=config.seed
+    )  # noqa: E731
     sample = next(iter(batches(config.batch_size)))
-    config.num_items, config.num_domains, config.max_len = vocabulary.num_items, vocabulary.num_domains, int(sample["item"].shape[1])
+    config.num_items, config.num_domains, config.max_len = (
+        vocabulary.num_items,
+        vocabulary.num_domains,
+        int(sample["item"].shape[1]),
+    )
     config.validate()
     with strategy.scope():
         model = build_model(config, vocabulary, sample)
@@ -176,9 +202,18 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
     os.makedirs(output_dir, exist_ok=True)
     checkpoint, manager = _restore_or_warm_start(model, vocabulary, output_dir, warm_start)
     view = "single" if config.mode == "sdsr" else "cross"
-    validation = ValidationCallback(examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience)
-    save_epoch = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (checkpoint.epoch.assign(epoch + 1), manager.save()))
-    callbacks = [validation, *callbacks, save_epoch, tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch")]
+    validation = ValidationCallback(
+        examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience
+    )
+    save_epoch = tf.keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: (checkpoint.epoch.assign(epoch + 1), manager.save())
+    )
+    callbacks = [
+        validation,
+        *callbacks,
+        save_epoch,
+        tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch"),
+    ]
     initial_epoch, started = int(checkpoint.epoch.numpy()), time.time()
     epochs_run, fresh_history = 0, {}
     if config.epochs > initial_epoch and not validation.state["stopped_early"]:
@@ -216,8 +251,13 @@ def run_fn(examples_dir: str, output_dir: str, config: ModelConfig, warm_start: 
 
 def _export(model, config: ModelConfig, vocabulary: Vocabulary, output_dir: str) -> str:
     """The serving SavedModel, with the config, vocabulary and weights a warm start needs in assets.extra."""
-    path = export_saved_model(model, config.max_len, vocabulary, os.path.join(output_dir, "saved_model"),
-                              {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()})
+    path = export_saved_model(
+        model,
+        config.max_len,
+        vocabulary,
+        os.path.join(output_dir, "saved_model"),
+        {"model_config.json": config.to_dict(), "vocabulary.json": vocabulary.to_json()},
+    )
     model.save_weights(os.path.join(path, "assets.extra", "checkpoint", "weights"))
     return path
 
@@ -241,12 +281,19 @@ def load_trained(output_dir: str, examples_dir: str):
 def add_protocol_flags(parser: argparse.ArgumentParser) -> None:
     """--negatives, --negatives-from, --full-ranking: the evaluation protocol (shared by the CLIs)."""
     parser.add_argument("--negatives", type=int, default=99, help="sampled negatives per user (ABXI: 999)")
-    parser.add_argument("--negatives-from", choices=("domain", "all"), default="domain",
-                        help="draw negatives from the label's domain (default) or from all items (the official SyNCRec code)")
-    parser.add_argument("--full-ranking", action="store_true", help="rank the label among all items of its domain instead")
+    parser.add_argument(
+        "--negatives-from",
+        choices=("domain", "all"),
+        default="domain",
+        help="draw negatives from the label's domain (default) or from all items (the official SyNCRec code)",
+    )
+    parser.add_argument(
+        "--full-ranking", action="store_true", help="rank the label among all items of its domain instead"
+    )
 
 
 def protocol_from_args(args: argparse.Namespace) -> EvalProtocol:
+    """EvalProtocol from --negatives, --negatives-from and --full-ranking."""
     return EvalProtocol(num_negatives=args.negatives, pool=args.negatives_from, full_ranking=args.full_ranking)
 
 
@@ -254,8 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_keras.train", description=__doc__.splitlines()[0])
     parser.add_argument("--examples", required=True, help="output directory of components.transform")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model setting, e.g. --set epochs=5")
-    parser.add_argument("--warm-start", default=None, help="an exported SavedModel (OUTPUT/saved_model or a pushed version) to start from")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="model setting, e.g. --set epochs=5"
+    )
+    parser.add_argument(
+        "--warm-start",
+        default=None,
+        help="an exported SavedModel (OUTPUT/saved_model or a pushed version) to start from",
+    )
     add_protocol_flags(parser)
     args = parser.parse_args(argv)
     try:
@@ -270,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     if summary["model"] is None:
         print(f"worker {distribute.worker()[0]} done (the chief writes {args.output})")
         return 0
-    print(format_metrics(summary["valid"], f"valid split, best epoch {summary['best_epoch']} of {summary['last_epoch']}"))
+    print(
+        format_metrics(summary["valid"], f"valid split, best epoch {summary['best_epoch']} of {summary['last_epoch']}")
+    )
     print(f"wrote {args.output} (saved_model/, checkpoints/, best/, logs/, training.json)")
     return 0
 

@@ -5,6 +5,7 @@ assets.extra/. We rebuild that model from code, load its weights and copy every 
 shape matches; item embedding rows are copied by raw item id, so items keep what they learned
 and new items start fresh.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,16 @@ def dummy_batch(config: ModelConfig) -> dict:
 
 
 def load_exported(saved_model_dir: str) -> tuple[SequentialRecommender, Vocabulary]:
+    """The model (rebuilt from code and its config) and vocabulary of an exported SavedModel."""
     extra = os.path.join(saved_model_dir, "assets.extra")
     with open(os.path.join(extra, "model_config.json"), encoding="utf-8") as handle:
         config = ModelConfig.from_dict(json.load(handle))
     vocabulary = Vocabulary.load(os.path.join(extra, "vocabulary.json"))
     from model_keras.baselines import ARCHITECTURES
 
-    model = ARCHITECTURES[config.architecture](config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names)
+    model = ARCHITECTURES[config.architecture](
+        config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names
+    )
     model.build_for(dummy_batch(config))
     model.load_weights(os.path.join(extra, "checkpoint", "weights")).expect_partial()
     return model, vocabulary

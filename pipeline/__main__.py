@@ -1,12 +1,14 @@
 """Command line of the pipeline.
 
-    python -m pipeline run-local [--input PATH --format FMT] [--root DIR] [--config FILE.yaml] [--set key=value ...] [--verbose]
-    python -m pipeline compile [--output pipeline.yaml] [--image IMAGE] [--no-cache]
-    python -m pipeline submit --endpoint URL [--experiment NAME] [--no-cache] [--set ...]
-    python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--name NAME] [--no-cache] [--set ...]
-    python -m pipeline retrain --input NEW_LOGS [--root DIR] [--set ...]
-    python -m pipeline settings
+python -m pipeline run-local [--input PATH --format FMT] [--root DIR] [--config FILE.yaml] [--set key=value ...]
+                               [--verbose]
+python -m pipeline compile [--output pipeline.yaml] [--image IMAGE] [--no-cache]
+python -m pipeline submit --endpoint URL [--experiment NAME] [--no-cache] [--set ...]
+python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--name NAME] [--no-cache] [--set ...]
+python -m pipeline retrain --input NEW_LOGS [--root DIR] [--set ...]
+python -m pipeline settings
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,14 +73,20 @@ def run_local(config: PipelineConfig, verbose: bool = False) -> dict:
         input_files(config.input_list(absolute=True))
     except InputError as err:
         raise PipelineFailed(str(err)) from err
-    if config.warm_start not in ("", "none", "latest") and not os.path.isfile(os.path.join(config.warm_start, "saved_model.pb")):
-        raise PipelineFailed(f"warm_start {config.warm_start} is not an exported SavedModel (no saved_model.pb there): "
-                             "use 'latest', 'none' or a model's saved_model/ folder")
+    if config.warm_start not in ("", "none", "latest") and not os.path.isfile(
+        os.path.join(config.warm_start, "saved_model.pb")
+    ):
+        raise PipelineFailed(
+            f"warm_start {config.warm_start} is not an exported SavedModel (no saved_model.pb there): "
+            "use 'latest', 'none' or a model's saved_model/ folder"
+        )
     os.makedirs(paths["report_dir"], exist_ok=True)
     for name in ("metrics.json", "anomalies.txt"):
         if os.path.exists(os.path.join(paths["report_dir"], name)):
             os.remove(os.path.join(paths["report_dir"], name))
-    os.environ["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [REPO] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     log_path = os.path.join(paths["logs"], LOG_FILE)
     with quiet_run(log_path, verbose) as terminal:
         terminal.write(f"syncrec pipeline on {config.input_path} ({config.input_format}); log: {log_path}\n")
@@ -95,7 +103,11 @@ def run_local(config: PipelineConfig, verbose: bool = False) -> dict:
     with open(os.path.join(paths["report_dir"], "metrics.json"), encoding="utf-8") as handle:
         report = json.load(handle)
     with open(os.path.join(paths["root"], STATE_FILE), "w", encoding="utf-8") as handle:
-        json.dump({"inputs": [p for p in config.input_path.split(",") if p.strip()], "format": config.input_format}, handle, indent=1)
+        json.dump(
+            {"inputs": [p for p in config.input_path.split(",") if p.strip()], "format": config.input_format},
+            handle,
+            indent=1,
+        )
     return report
 
 
@@ -134,34 +146,56 @@ def retrain(config: PipelineConfig, new_input: str, verbose: bool = False) -> di
 
 
 def format_report(report: dict) -> str:
+    """The per-domain test table, the blessing reasons and where the model went."""
     from model_keras.metrics import format_metrics
 
     lines = [format_metrics(report, "test split, per domain"), ""]
     lines += [f"blessing: {reason}" for reason in report["blessing"]["reasons"]]
     training = report.get("training", {})
-    lines.append(f"best epoch {training.get('best_epoch')} of {training.get('last_epoch')}; blessed: {report['blessed']}; "
-                 f"pushed to: {report['pushed_to'] or 'not pushed'}")
+    lines.append(
+        f"best epoch {training.get('best_epoch')} of {training.get('last_epoch')}; blessed: {report['blessed']}; "
+        f"pushed to: {report['pushed_to'] or 'not pushed'}"
+    )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description="The syncrec pipeline (Kubeflow Pipelines v2).")
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description="The syncrec pipeline (Kubeflow Pipelines v2)."
+    )
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def common(sub, input_required=False):
-        sub.add_argument("--input", required=input_required, default=None, help="raw logs (file, directory, glob; comma-separated for several)")
+        sub.add_argument(
+            "--input",
+            required=input_required,
+            default=None,
+            help="raw logs (file, directory, glob; comma-separated for several)",
+        )
         sub.add_argument("--format", default=None, help="raw, syncrec, abxi or s3rec")
         sub.add_argument("--root", default=None, help="run folder (default runs/local)")
         sub.add_argument("--config", default=None, help="YAML file of settings")
-        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. --set epochs=2 --set model.num_experts=4")
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="e.g. --set epochs=2 --set model.num_experts=4",
+        )
 
-    for name, text in (("run-local", "run the whole pipeline here with kfp.local"), ("retrain", "add new logs, warm-start, push if blessed")):
+    for name, text in (
+        ("run-local", "run the whole pipeline here with kfp.local"),
+        ("retrain", "add new logs, warm-start, push if blessed"),
+    ):
         sub = verbs.add_parser(name, help=text)
         common(sub, input_required=name == "retrain")
         sub.add_argument("--verbose", action="store_true", help="show kfp.local's and TensorFlow's output too")
     compile_parser = verbs.add_parser("compile", help="write the KFP pipeline spec")
     compile_parser.add_argument("--output", default="pipeline.yaml")
-    compile_parser.add_argument("--image", default=None, help="component image (default syncrec:latest or $SYNCREC_IMAGE)")
+    compile_parser.add_argument(
+        "--image", default=None, help="component image (default syncrec:latest or $SYNCREC_IMAGE)"
+    )
     compile_parser.add_argument("--no-cache", action="store_true", help="turn Kubeflow's task caching off")
     for name in ("submit", "schedule"):
         sub = verbs.add_parser(name, help=f"{name} a run on Kubeflow Pipelines")

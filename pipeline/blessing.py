@@ -8,6 +8,7 @@ for every domain, its NDCG@10 is no worse than the baseline's minus `tolerance`.
 health alone decides. The reported metrics are the candidate's on the test split; blessing never
 looks at test.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,18 +45,6 @@ class SavedModelScorer(Scorer):
         return result["scores"].numpy()
 
 
-def versions(serving_root: str, model_name: str) -> list[int]:
-    """Pushed version numbers of a model, ascending (folders named by digits only)."""
-    folder = os.path.join(serving_root, model_name)
-    return sorted(int(v) for v in os.listdir(folder) if v.isdigit()) if os.path.isdir(folder) else []
-
-
-def latest_version(serving_root: str, model_name: str) -> str | None:
-    """Path of the highest pushed version, if any."""
-    found = versions(serving_root, model_name) if serving_root else []
-    return os.path.join(serving_root, model_name, str(found[-1])) if found else None
-
-
 def health_problems(result: dict) -> list[str]:
     """Why an evaluation result shows a broken model (empty when it is healthy)."""
     problems = []
@@ -64,7 +53,9 @@ def health_problems(result: dict) -> list[str]:
         problems.append(f"{health['non_finite_scores']} scores are NaN or infinite")
     users = max(result["all"]["users"], 1)
     if health.get("constant_score_users", 0) > MAX_CONSTANT_USERS * users:
-        problems.append(f"{health['constant_score_users']} of {users} users got the same score for every candidate (degenerate)")
+        problems.append(
+            f"{health['constant_score_users']} of {users} users got the same score for every candidate (degenerate)"
+        )
     for domain, metrics in [*result["domains"].items(), ("all", result["all"])]:
         if any(not math.isfinite(metrics[m]) for m in METRICS):
             problems.append(f"{domain}: a metric is not finite")
@@ -83,21 +74,33 @@ def bless(candidate: dict, baseline: dict | None, tolerance: float) -> tuple[boo
         new, old = metrics[BLESSING_METRIC], baseline["domains"].get(name, {}).get(BLESSING_METRIC, 0.0)
         ok = new >= old - tolerance
         blessed &= ok
-        reasons.append(f"{name}: {BLESSING_METRIC} {new:.4f} vs {old:.4f} (tolerance {tolerance}) -> {'ok' if ok else 'worse'}")
+        reasons.append(
+            f"{name}: {BLESSING_METRIC} {new:.4f} vs {old:.4f} (tolerance {tolerance}) -> {'ok' if ok else 'worse'}"
+        )
     return blessed, reasons
 
 
-def compare_with(examples_dir: str, candidate_valid: dict, baseline_dir: str | None, tolerance: float,
-                 protocol: EvalProtocol) -> dict:
+def compare_with(
+    examples_dir: str, candidate_valid: dict, baseline_dir: str | None, tolerance: float, protocol: EvalProtocol
+) -> dict:
     """Blessing of a candidate (its valid result) against the model in `baseline_dir`."""
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
-    baseline = evaluate(SavedModelScorer(baseline_dir, vocabulary), examples_dir, "valid", vocabulary, protocol) if baseline_dir else None
+    baseline = (
+        evaluate(SavedModelScorer(baseline_dir, vocabulary), examples_dir, "valid", vocabulary, protocol)
+        if baseline_dir
+        else None
+    )
     blessed, reasons = bless(candidate_valid, baseline, tolerance)
     return {"baseline": baseline_dir, "baseline_valid": baseline, "blessed": blessed, "reasons": reasons}
 
 
-def run_evaluator(examples_dir: str, saved_model_dir: str, baseline_dir: str | None, tolerance: float,
-                  protocol: EvalProtocol = EvalProtocol()) -> dict:
+def run_evaluator(
+    examples_dir: str,
+    saved_model_dir: str,
+    baseline_dir: str | None,
+    tolerance: float,
+    protocol: EvalProtocol = EvalProtocol(),
+) -> dict:
     """Valid and test metrics of the candidate SavedModel, and its blessing against `baseline_dir`.
 
     Returns {"test", "valid", "baseline", "baseline_valid", "blessed", "reasons"}."""

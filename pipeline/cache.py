@@ -6,6 +6,7 @@ a manifest of its files' sha256, written when it is stored and checked when it i
 truncated or edited entry is removed and reported, and the stage runs again. Entries are copied,
 never hard-linked, so nothing a run does to its own folder can reach the cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,7 +86,9 @@ def restore(cache_dir: str, stage: str, key: str, target: str) -> bool:
         return False
     problem = _entry_problem(entry)
     if problem:
-        print(f"cache: the {stage} entry {entry} is corrupt ({problem}); removed, the stage runs again", file=sys.stderr)
+        print(
+            f"cache: the {stage} entry {entry} is corrupt ({problem}); removed, the stage runs again", file=sys.stderr
+        )
         shutil.rmtree(entry, ignore_errors=True)
         return False
     if os.path.exists(target):

@@ -8,6 +8,7 @@ KEY on the command line) and reach the pipeline as the JSON parameter `model_set
 Every value is checked when the config is built, before any stage runs, and all problems are
 reported in one message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,6 +30,7 @@ DEFAULT_MODEL = {"epochs": 30, "patience": 5, "embed_dim": 64, "num_blocks": 2, 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 KUBEFLOW_SERVING_ROOT = "/models"
 ALIASES = {"input": "input_path", "format": "input_format"}  # command-line flag names
+KIND_NAMES = {"int": "a whole number", "float": "a number"}
 
 
 def runtime(default, doc: str):
@@ -37,6 +39,7 @@ def runtime(default, doc: str):
 
 
 def setting(default, doc: str, **kwargs):
+    """A field that is not a pipeline parameter (run-local only)."""
     return field(default=default, metadata={"runtime": False, "doc": doc}, **kwargs)
 
 
@@ -44,7 +47,9 @@ def setting(default, doc: str, **kwargs):
 class PipelineConfig:
     """Every setting of a pipeline run; see each field's doc (`python -m pipeline settings` lists them)."""
 
-    input_path: str = runtime(os.path.relpath(DEFAULT_INPUT, REPO), "raw logs: files, directories or globs, comma-separated")
+    input_path: str = runtime(
+        os.path.relpath(DEFAULT_INPUT, REPO), "raw logs: files, directories or globs, comma-separated"
+    )
     input_format: str = runtime("syncrec", f"one of {', '.join(FORMATS)}")
     max_len: int = runtime(50, "T: the most recent steps kept per sequence")
     min_events: int = runtime(3, "users with fewer events are quarantined (>= 3 for leave-one-out)")
@@ -58,8 +63,12 @@ class PipelineConfig:
     blessing_tolerance: float = runtime(0.01, "a domain's valid NDCG@10 may drop this much below the served model's")
     max_rejected_fraction: float = runtime(0.5, "more quarantined rows than this stops the run")
     model_name: str = runtime("syncrec", "the TF Serving model name: letters, digits, '_', '-', '.'")
-    serving_root: str = runtime("", f"TF Serving's model folder ('' = ROOT/serving locally, {KUBEFLOW_SERVING_ROOT} on Kubeflow)")
-    models_pvc: str = runtime("syncrec-models", "Kubeflow: the PersistentVolumeClaim that holds the serving root (see deploy/)")
+    serving_root: str = runtime(
+        "", f"TF Serving's model folder ('' = ROOT/serving locally, {KUBEFLOW_SERVING_ROOT} on Kubeflow)"
+    )
+    models_pvc: str = runtime(
+        "syncrec-models", "Kubeflow: the PersistentVolumeClaim that holds the serving root (see deploy/)"
+    )
     root: str = setting("runs/local", "run-local: the run folder (report/, serving/, cache/, logs/, pipeline_root/)")
     model: dict = setting(None, "model settings (model_keras.config.ModelConfig)")
 
@@ -72,25 +81,40 @@ class PipelineConfig:
         """Every problem with the values, all at once (types first, then ranges)."""
         out = []
         for f in dataclasses.fields(self):
-            value, kind = getattr(self, f.name), {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[f.type]
+            value, kind = (
+                getattr(self, f.name),
+                {"int": int, "float": (int, float), "bool": bool, "str": str, "dict": dict}[f.type],
+            )
             if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-                out.append(f"{f.name} must be {'a whole number' if f.type == 'int' else 'a number' if f.type == 'float' else f'a {f.type}'} "
-                           f"(got {value!r})")
+                out.append(f"{f.name} must be {KIND_NAMES.get(f.type, 'a ' + f.type)} (got {value!r})")
         if out:
             return out
         checks = [
             (self.input_format in FORMATS, f"input_format must be one of {list(FORMATS)} (got {self.input_format!r})"),
             (1 <= self.max_len <= 4096, f"max_len must be in [1, 4096] (got {self.max_len})"),
             (3 <= self.min_events <= 1_000_000, f"min_events must be in [3, 1000000] (got {self.min_events})"),
-            (1 <= self.min_item_count <= 1_000_000, f"min_item_count must be in [1, 1000000] (got {self.min_item_count})"),
+            (
+                1 <= self.min_item_count <= 1_000_000,
+                f"min_item_count must be in [1, 1000000] (got {self.min_item_count})",
+            ),
             (1 <= self.num_negatives <= 100_000, f"num_negatives must be in [1, 100000] (got {self.num_negatives})"),
-            (self.negative_pool in ("domain", "all"), f"negative_pool must be 'domain' or 'all' (got {self.negative_pool!r})"),
-            (math.isfinite(self.blessing_tolerance) and 0 <= self.blessing_tolerance <= 1,
-             f"blessing_tolerance must be in [0, 1] (got {self.blessing_tolerance})"),
-            (math.isfinite(self.max_rejected_fraction) and 0 <= self.max_rejected_fraction <= 1,
-             f"max_rejected_fraction must be in [0, 1] (got {self.max_rejected_fraction})"),
-            (bool(MODEL_NAME.fullmatch(self.model_name)),
-             f"model_name {self.model_name!r} must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"),
+            (
+                self.negative_pool in ("domain", "all"),
+                f"negative_pool must be 'domain' or 'all' (got {self.negative_pool!r})",
+            ),
+            (
+                math.isfinite(self.blessing_tolerance) and 0 <= self.blessing_tolerance <= 1,
+                f"blessing_tolerance must be in [0, 1] (got {self.blessing_tolerance})",
+            ),
+            (
+                math.isfinite(self.max_rejected_fraction) and 0 <= self.max_rejected_fraction <= 1,
+                f"max_rejected_fraction must be in [0, 1] (got {self.max_rejected_fraction})",
+            ),
+            (
+                bool(MODEL_NAME.fullmatch(self.model_name)),
+                f"model_name {self.model_name!r} must be 1-64 letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit",
+            ),
             (bool(self.input_path.strip()), "input_path must name at least one file, directory or glob"),
         ]
         out = [message for ok, message in checks if not ok]
@@ -101,6 +125,7 @@ class PipelineConfig:
         return out
 
     def validate(self) -> "PipelineConfig":
+        """Raise ValueError listing every problem."""
         problems = self.problems()
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
@@ -108,27 +133,39 @@ class PipelineConfig:
 
     # ------------------------------------------------------------------ what the pipeline gets
     def model_settings(self) -> str:
+        """The model settings as the JSON pipeline parameter."""
         return json.dumps(self.model, sort_keys=True)
 
     def paths(self) -> dict[str, str]:
         """run-local's folders under ROOT."""
         root = os.path.abspath(self.root)
-        return {"root": root, "serving_root": self.serving_root or os.path.join(root, "serving"), "cache_dir": os.path.join(root, "cache"),
-                "report_dir": os.path.join(root, "report"), "pipeline_root": os.path.join(root, "pipeline_root"),
-                "logs": os.path.join(root, "logs")}
+        return {
+            "root": root,
+            "serving_root": self.serving_root or os.path.join(root, "serving"),
+            "cache_dir": os.path.join(root, "cache"),
+            "report_dir": os.path.join(root, "report"),
+            "pipeline_root": os.path.join(root, "pipeline_root"),
+            "logs": os.path.join(root, "logs"),
+        }
 
     def input_list(self, absolute: bool) -> str:
+        """The comma-separated inputs, made absolute for local runs."""
         parts = [p.strip() for p in self.input_path.split(",") if p.strip()]
         return ",".join(os.path.abspath(p) if absolute else p for p in parts)
 
 
 def runtime_fields() -> list[dataclasses.Field]:
+    """The fields that are parameters of the compiled pipeline."""
     return [f for f in dataclasses.fields(PipelineConfig) if f.metadata.get("runtime")]
 
 
 # Parameters the pipeline has besides the runtime fields: model settings as JSON, and the two
 # run-local-only folders (empty on Kubeflow, where Kubeflow caches and the UI shows metrics).
-EXTRA_PARAMETERS = {"model_settings": (str, json.dumps(DEFAULT_MODEL, sort_keys=True)), "cache_dir": (str, ""), "report_dir": (str, "")}
+EXTRA_PARAMETERS = {
+    "model_settings": (str, json.dumps(DEFAULT_MODEL, sort_keys=True)),
+    "cache_dir": (str, ""),
+    "report_dir": (str, ""),
+}
 
 
 def pipeline_parameters() -> dict[str, tuple[type, Any]]:
@@ -213,18 +250,27 @@ class KubeflowConfig:
     image: str = "syncrec:latest"
     enable_caching: bool = True  # Kubeflow's task cache (`compile --no-cache` turns it off)
     models_mount: str = KUBEFLOW_SERVING_ROOT
-    resources: dict = field(default_factory=lambda: {
-        "import-schema": Resources("100m", "1", "256M", "1G"),
-        "transform-examples": Resources("2", "4", "4G", "8G"),
-        "validate-examples": Resources("1", "2", "2G", "4G"),
-        "resolve-baseline": Resources("100m", "1", "256M", "1G"),
-        "train-model": Resources("4", "8", "8G", "16G"),
-        "evaluate-model": Resources("2", "4", "4G", "8G"),
-        "push-model": Resources("500m", "2", "2G", "4G"),
-        "skip-push": Resources("100m", "1", "256M", "1G"),
-        "write-report": Resources("100m", "1", "512M", "2G"),
-    })
+    resources: dict = field(
+        default_factory=lambda: {
+            "import-schema": Resources("100m", "1", "256M", "1G"),
+            "transform-examples": Resources("2", "4", "4G", "8G"),
+            "validate-examples": Resources("1", "2", "2G", "4G"),
+            "resolve-baseline": Resources("100m", "1", "256M", "1G"),
+            "train-model": Resources("4", "8", "8G", "16G"),
+            "evaluate-model": Resources("2", "4", "4G", "8G"),
+            "push-model": Resources("500m", "2", "2G", "4G"),
+            "skip-push": Resources("100m", "1", "256M", "1G"),
+            "write-report": Resources("100m", "1", "512M", "2G"),
+        }
+    )
     retries: dict = field(default_factory=lambda: {"train-model": 2, "push-model": 3})  # with exponential backoff
-    timeouts_s: dict = field(default_factory=lambda: {"transform-examples": 6 * 3600, "validate-examples": 3600, "train-model": 24 * 3600,
-                                                      "evaluate-model": 3600, "push-model": 1800})
+    timeouts_s: dict = field(
+        default_factory=lambda: {
+            "transform-examples": 6 * 3600,
+            "validate-examples": 3600,
+            "train-model": 24 * 3600,
+            "evaluate-model": 3600,
+            "push-model": 1800,
+        }
+    )
     default_timeout_s: int = 600

@@ -19,8 +19,10 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from pipeline.config import KubeflowConfig, pipeline_parameters
 
-KUBEFLOW = KubeflowConfig(image=os.environ.get("SYNCREC_IMAGE", KubeflowConfig.image),
-                          enable_caching=os.environ.get("SYNCREC_KFP_CACHING", "1") != "0")
+KUBEFLOW = KubeflowConfig(
+    image=os.environ.get("SYNCREC_IMAGE", KubeflowConfig.image),
+    enable_caching=os.environ.get("SYNCREC_KFP_CACHING", "1") != "0",
+)
 
 
 def _component(func):
@@ -36,24 +38,53 @@ def import_schema(schema: Output[Artifact]):
 
 
 @_component
-def transform_examples(input_path: str, input_format: str, max_len: int, min_events: int, min_item_count: int,
-                       domains: str, domain_names: str, cache_dir: str, examples: Output[Dataset]):
+def transform_examples(
+    input_path: str,
+    input_format: str,
+    max_len: int,
+    min_events: int,
+    min_item_count: int,
+    domains: str,
+    domain_names: str,
+    cache_dir: str,
+    examples: Output[Dataset],
+):
     """ExampleGen + Transform: raw logs -> SequenceExamples, vocabulary, stats, quarantine."""
     from pipeline.stages import transform_stage
 
-    examples.metadata.update(transform_stage(
-        input_path=input_path, input_format=input_format, max_len=max_len, min_events=min_events, min_item_count=min_item_count,
-        domains=domains, domain_names=domain_names, cache_dir=cache_dir, examples_dir=examples.path))
+    examples.metadata.update(
+        transform_stage(
+            input_path=input_path,
+            input_format=input_format,
+            max_len=max_len,
+            min_events=min_events,
+            min_item_count=min_item_count,
+            domains=domains,
+            domain_names=domain_names,
+            cache_dir=cache_dir,
+            examples_dir=examples.path,
+        )
+    )
 
 
 @_component
-def validate_examples(examples: Input[Dataset], schema: Input[Artifact], max_rejected_fraction: float, report_dir: str,
-                      anomalies: Output[Artifact]):
+def validate_examples(
+    examples: Input[Dataset],
+    schema: Input[Artifact],
+    max_rejected_fraction: float,
+    report_dir: str,
+    anomalies: Output[Artifact],
+):
     """ExampleValidator: stops the run with a readable report when examples break the schema."""
     from pipeline.stages import validate_stage
 
-    result = validate_stage(examples_dir=examples.path, schema_dir=schema.path, max_rejected_fraction=max_rejected_fraction,
-                            anomalies_dir=anomalies.path, report_dir=report_dir)
+    result = validate_stage(
+        examples_dir=examples.path,
+        schema_dir=schema.path,
+        max_rejected_fraction=max_rejected_fraction,
+        anomalies_dir=anomalies.path,
+        report_dir=report_dir,
+    )
     anomalies.metadata["examples"] = result["examples"]
 
 
@@ -66,27 +97,57 @@ def resolve_baseline(serving_root: str, model_name: str) -> str:
 
 
 @_component
-def train_model(examples: Input[Dataset], anomalies: Input[Artifact], model_settings: str, warm_start: str, baseline: str,
-                cache_dir: str, model: Output[Model]):
+def train_model(
+    examples: Input[Dataset],
+    anomalies: Input[Artifact],
+    model_settings: str,
+    warm_start: str,
+    baseline: str,
+    cache_dir: str,
+    model: Output[Model],
+):
     """Trainer: the Keras model (run_fn), early-stopped and selected on the valid split, exported."""
     from pipeline.stages import train_stage
 
-    model.metadata.update(train_stage(examples_dir=examples.path, model_settings=model_settings, warm_start=warm_start,
-                                      baseline=baseline, cache_dir=cache_dir, model_dir=model.path))
+    model.metadata.update(
+        train_stage(
+            examples_dir=examples.path,
+            model_settings=model_settings,
+            warm_start=warm_start,
+            baseline=baseline,
+            cache_dir=cache_dir,
+            model_dir=model.path,
+        )
+    )
 
 
 @_component
-def evaluate_model(examples: Input[Dataset], model: Input[Model], baseline: str, blessing_tolerance: float, num_negatives: int,
-                   negative_pool: str, full_ranking: bool, evaluation: Output[Metrics],
-                   blessing: Output[Artifact]) -> NamedTuple("EvaluatorOutputs", [("blessed", bool)]):
+def evaluate_model(
+    examples: Input[Dataset],
+    model: Input[Model],
+    baseline: str,
+    blessing_tolerance: float,
+    num_negatives: int,
+    negative_pool: str,
+    full_ranking: bool,
+    evaluation: Output[Metrics],
+    blessing: Output[Artifact],
+) -> NamedTuple("EvaluatorOutputs", [("blessed", bool)]):
     """Evaluator: per-domain HR/NDCG/MRR on test; blessing on valid against the resolved baseline."""
     from collections import namedtuple
 
     from pipeline.stages import evaluate_stage
 
-    result = evaluate_stage(examples_dir=examples.path, model_dir=model.path, baseline=baseline, blessing_tolerance=blessing_tolerance,
-                            num_negatives=num_negatives, negative_pool=negative_pool, full_ranking=full_ranking,
-                            evaluation_dir=blessing.path)
+    result = evaluate_stage(
+        examples_dir=examples.path,
+        model_dir=model.path,
+        baseline=baseline,
+        blessing_tolerance=blessing_tolerance,
+        num_negatives=num_negatives,
+        negative_pool=negative_pool,
+        full_ranking=full_ranking,
+        evaluation_dir=blessing.path,
+    )
     for domain, metrics in result["test"]["domains"].items():
         for name in ("HR@10", "NDCG@10", "MRR"):
             evaluation.log_metric(f"{domain}/{name}", metrics[name])
@@ -95,13 +156,26 @@ def evaluate_model(examples: Input[Dataset], model: Input[Model], baseline: str,
 
 
 @_component
-def push_model(model: Input[Model], blessing: Input[Artifact], examples: Input[Dataset], serving_root: str, model_name: str,
-               blessing_tolerance: float, pushed_model: Output[Artifact]) -> str:
+def push_model(
+    model: Input[Model],
+    blessing: Input[Artifact],
+    examples: Input[Dataset],
+    serving_root: str,
+    model_name: str,
+    blessing_tolerance: float,
+    pushed_model: Output[Artifact],
+) -> str:
     """Pusher: a new version under <serving_root>/<model_name>/ (blessing re-checked under the push lock)."""
     from pipeline.stages import push_stage
 
-    pushed = push_stage(model_dir=model.path, evaluation_dir=blessing.path, examples_dir=examples.path, serving_root=serving_root,
-                        model_name=model_name, blessing_tolerance=blessing_tolerance)
+    pushed = push_stage(
+        model_dir=model.path,
+        evaluation_dir=blessing.path,
+        examples_dir=examples.path,
+        serving_root=serving_root,
+        model_name=model_name,
+        blessing_tolerance=blessing_tolerance,
+    )
     pushed_model.metadata["pushed_to"] = pushed
     return pushed
 
@@ -115,14 +189,33 @@ def skip_push() -> str:
 
 
 @_component
-def write_report(examples: Input[Dataset], model: Input[Model], blessing: Input[Artifact], pushed_to: str, report_dir: str,
-                 report: Output[Artifact]):
+def write_report(
+    examples: Input[Dataset],
+    model: Input[Model],
+    blessing: Input[Artifact],
+    pushed_to: str,
+    report_dir: str,
+    report: Output[Artifact],
+):
     """Report: test metrics, data accounting, blessing reasons and where the model went (report/metrics.json)."""
     from pipeline.stages import report_stage
 
-    report.metadata.update({"pushed_to": pushed_to, **{k: v for k, v in report_stage(
-        examples_dir=examples.path, model_dir=model.path, evaluation_dir=blessing.path, pushed_to=pushed_to,
-        report_dir=report_dir).items() if k in ("blessed", "all")}})
+    report.metadata.update(
+        {
+            "pushed_to": pushed_to,
+            **{
+                k: v
+                for k, v in report_stage(
+                    examples_dir=examples.path,
+                    model_dir=model.path,
+                    evaluation_dir=blessing.path,
+                    pushed_to=pushed_to,
+                    report_dir=report_dir,
+                ).items()
+                if k in ("blessed", "all")
+            },
+        }
+    )
 
 
 def _on_cluster(task, name: str, models_pvc=None):
@@ -132,7 +225,9 @@ def _on_cluster(task, name: str, models_pvc=None):
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
     task.set_caching_options(KUBEFLOW.enable_caching)
     if name in KUBEFLOW.retries:
-        task.set_retry(num_retries=KUBEFLOW.retries[name], backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+        task.set_retry(
+            num_retries=KUBEFLOW.retries[name], backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s"
+        )
     kubernetes.set_timeout(task, KUBEFLOW.timeouts_s.get(name, KUBEFLOW.default_timeout_s))
     if models_pvc is not None:
         kubernetes.mount_pvc(task, pvc_name=models_pvc, mount_path=KUBEFLOW.models_mount)
@@ -146,37 +241,95 @@ USES_MODELS_VOLUME = ("resolve-baseline", "train-model", "evaluate-model", "push
 def _pipeline_body(*values):
     p = dict(zip(PARAMETERS, values))
     schema = _on_cluster(import_schema().set_display_name("ImportSchemaGen"), "import-schema")
-    transform = _on_cluster(transform_examples(
-        input_path=p["input_path"], input_format=p["input_format"], max_len=p["max_len"], min_events=p["min_events"],
-        min_item_count=p["min_item_count"], domains=p["domains"], domain_names=p["domain_names"], cache_dir=p["cache_dir"],
-    ).set_display_name("Transform"), "transform-examples")
+    transform = _on_cluster(
+        transform_examples(
+            input_path=p["input_path"],
+            input_format=p["input_format"],
+            max_len=p["max_len"],
+            min_events=p["min_events"],
+            min_item_count=p["min_item_count"],
+            domains=p["domains"],
+            domain_names=p["domain_names"],
+            cache_dir=p["cache_dir"],
+        ).set_display_name("Transform"),
+        "transform-examples",
+    )
     examples = transform.outputs["examples"]
-    validate = _on_cluster(validate_examples(examples=examples, schema=schema.outputs["schema"], max_rejected_fraction=p["max_rejected_fraction"],
-                                             report_dir=p["report_dir"]).set_display_name("ExampleValidator"), "validate-examples")
-    resolver = _on_cluster(resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]).set_display_name("Resolver"),
-                           "resolve-baseline", p["models_pvc"])
-    train = _on_cluster(train_model(examples=examples, anomalies=validate.outputs["anomalies"], model_settings=p["model_settings"],
-                                    warm_start=p["warm_start"], baseline=resolver.output, cache_dir=p["cache_dir"]).set_display_name("Trainer"),
-                        "train-model", p["models_pvc"])
-    evaluate = _on_cluster(evaluate_model(examples=examples, model=train.outputs["model"], baseline=resolver.output,
-                                          blessing_tolerance=p["blessing_tolerance"], num_negatives=p["num_negatives"],
-                                          negative_pool=p["negative_pool"], full_ranking=p["full_ranking"]).set_display_name("Evaluator"),
-                           "evaluate-model", p["models_pvc"])
+    validate = _on_cluster(
+        validate_examples(
+            examples=examples,
+            schema=schema.outputs["schema"],
+            max_rejected_fraction=p["max_rejected_fraction"],
+            report_dir=p["report_dir"],
+        ).set_display_name("ExampleValidator"),
+        "validate-examples",
+    )
+    resolver = _on_cluster(
+        resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]).set_display_name("Resolver"),
+        "resolve-baseline",
+        p["models_pvc"],
+    )
+    train = _on_cluster(
+        train_model(
+            examples=examples,
+            anomalies=validate.outputs["anomalies"],
+            model_settings=p["model_settings"],
+            warm_start=p["warm_start"],
+            baseline=resolver.output,
+            cache_dir=p["cache_dir"],
+        ).set_display_name("Trainer"),
+        "train-model",
+        p["models_pvc"],
+    )
+    evaluate = _on_cluster(
+        evaluate_model(
+            examples=examples,
+            model=train.outputs["model"],
+            baseline=resolver.output,
+            blessing_tolerance=p["blessing_tolerance"],
+            num_negatives=p["num_negatives"],
+            negative_pool=p["negative_pool"],
+            full_ranking=p["full_ranking"],
+        ).set_display_name("Evaluator"),
+        "evaluate-model",
+        p["models_pvc"],
+    )
     with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
-        push = _on_cluster(push_model(model=train.outputs["model"], blessing=evaluate.outputs["blessing"], examples=examples,
-                                      serving_root=p["serving_root"], model_name=p["model_name"],
-                                      blessing_tolerance=p["blessing_tolerance"]).set_display_name("Pusher"), "push-model", p["models_pvc"])
+        push = _on_cluster(
+            push_model(
+                model=train.outputs["model"],
+                blessing=evaluate.outputs["blessing"],
+                examples=examples,
+                serving_root=p["serving_root"],
+                model_name=p["model_name"],
+                blessing_tolerance=p["blessing_tolerance"],
+            ).set_display_name("Pusher"),
+            "push-model",
+            p["models_pvc"],
+        )
     with dsl.Else(name="not-blessed"):
         skipped = _on_cluster(skip_push().set_display_name("NotPushed"), "skip-push")
-    _on_cluster(write_report(examples=examples, model=train.outputs["model"], blessing=evaluate.outputs["blessing"],
-                             pushed_to=dsl.OneOf(push.outputs["Output"], skipped.output), report_dir=p["report_dir"]).set_display_name("Report"),
-                "write-report")
+    _on_cluster(
+        write_report(
+            examples=examples,
+            model=train.outputs["model"],
+            blessing=evaluate.outputs["blessing"],
+            pushed_to=dsl.OneOf(push.outputs["Output"], skipped.output),
+            report_dir=p["report_dir"],
+        ).set_display_name("Report"),
+        "write-report",
+    )
 
 
 PARAMETERS = pipeline_parameters()
-_pipeline_body.__signature__ = inspect.Signature([
-    inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
-    for name, (kind, default) in PARAMETERS.items()])
+_pipeline_body.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
+        for name, (kind, default) in PARAMETERS.items()
+    ]
+)
 _pipeline_body.__annotations__ = {name: kind for name, (kind, _) in PARAMETERS.items()}
-create_pipeline = dsl.pipeline(name="syncrec", description="SyNCRec: validate, transform, train, evaluate, bless and push "
-                               "a cross-domain sequential recommender.")(_pipeline_body)
+create_pipeline = dsl.pipeline(
+    name="syncrec",
+    description="SyNCRec: validate, transform, train, evaluate, bless and push a cross-domain sequential recommender.",
+)(_pipeline_body)

@@ -1,4 +1,5 @@
 """Compile the pipeline, and submit or schedule it on a Kubeflow Pipelines endpoint (kfp.Client)."""
+
 from __future__ import annotations
 
 import importlib
@@ -41,8 +42,10 @@ def client(endpoint: str):
         found.list_experiments(page_size=1)
         return found
     except Exception as err:  # kfp raises many kinds (connection, auth, HTTP)
-        raise PipelineFailed(f"cannot reach Kubeflow Pipelines at {endpoint}: {type(err).__name__}: {err}; "
-                             "check --endpoint and your credentials") from err
+        raise PipelineFailed(
+            f"cannot reach Kubeflow Pipelines at {endpoint}: {type(err).__name__}: {err}; "
+            "check --endpoint and your credentials"
+        ) from err
 
 
 def submit(config: PipelineConfig, endpoint: str, experiment: str, enable_caching: bool = True) -> str:
@@ -50,8 +53,12 @@ def submit(config: PipelineConfig, endpoint: str, experiment: str, enable_cachin
     kfp_client = client(endpoint)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"), enable_caching=enable_caching)
-        run = kfp_client.create_run_from_pipeline_package(package, arguments=pipeline_arguments(config, local=False),
-                                                          experiment_name=experiment, enable_caching=enable_caching)
+        run = kfp_client.create_run_from_pipeline_package(
+            package,
+            arguments=pipeline_arguments(config, local=False),
+            experiment_name=experiment,
+            enable_caching=enable_caching,
+        )
     return run.run_id
 
 
@@ -61,7 +68,9 @@ def normalise_cron(cron: str) -> str:
     if len(fields) == 5:
         fields = ["0"] + fields
     if len(fields) != 6:
-        raise PipelineFailed(f"--cron {cron!r} must have 5 fields (min hour day month weekday) or 6 (with seconds first)")
+        raise PipelineFailed(
+            f"--cron {cron!r} must have 5 fields (min hour day month weekday) or 6 (with seconds first)"
+        )
     return " ".join(fields)
 
 
@@ -73,7 +82,9 @@ def _experiment(kfp_client, name: str):
         return kfp_client.create_experiment(name)
 
 
-def schedule(config: PipelineConfig, endpoint: str, experiment: str, name: str, cron: str, enable_caching: bool = True) -> str:
+def schedule(
+    config: PipelineConfig, endpoint: str, experiment: str, name: str, cron: str, enable_caching: bool = True
+) -> str:
     """Create the recurring run (warm_start=latest), replacing one of the same name so a schedule can be changed."""
     cron = normalise_cron(cron)
     kfp_client = client(endpoint)
@@ -84,7 +95,12 @@ def schedule(config: PipelineConfig, endpoint: str, experiment: str, name: str, 
             kfp_client.delete_recurring_run(job.recurring_run_id)
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"), enable_caching=enable_caching)
-        job = kfp_client.create_recurring_run(exp.experiment_id, name, cron_expression=cron, pipeline_package_path=package,
-                                              params=dict(pipeline_arguments(config, local=False), warm_start="latest"),
-                                              enable_caching=enable_caching)
+        job = kfp_client.create_recurring_run(
+            exp.experiment_id,
+            name,
+            cron_expression=cron,
+            pipeline_package_path=package,
+            params=dict(pipeline_arguments(config, local=False), warm_start="latest"),
+            enable_caching=enable_caching,
+        )
     return job.recurring_run_id

@@ -6,6 +6,7 @@ stage starting and ending, with its time and whether it came from the cache, and
 epochs — reaches the terminal through this file. Without SYNCREC_PROGRESS_FILE set (on Kubeflow),
 `note` does nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,17 @@ import time
 
 ENV = "SYNCREC_PROGRESS_FILE"
 CLEAR_LINE = "\r\033[K"  # carriage return + erase line: the epoch bar is redrawn in place on a terminal
-STAGE_NAMES = {"schema": "ImportSchemaGen", "transform": "Transform", "validate": "ExampleValidator", "resolve": "Resolver",
-               "train": "Trainer", "evaluate": "Evaluator", "push": "Pusher", "skip": "NotPushed", "report": "Report"}
+STAGE_NAMES = {
+    "schema": "ImportSchemaGen",
+    "transform": "Transform",
+    "validate": "ExampleValidator",
+    "resolve": "Resolver",
+    "train": "Trainer",
+    "evaluate": "Evaluator",
+    "push": "Pusher",
+    "skip": "NotPushed",
+    "report": "Report",
+}
 
 
 def note(event: str, stage: str, **fields) -> None:
@@ -55,7 +65,10 @@ def format_event(event: dict, terminal: bool) -> str | None:
             return None
         done, total = event["epoch"], event["epochs"]
         bar = "#" * int(20 * done / total)
-        return f"{CLEAR_LINE}  Trainer [{bar:<20}] epoch {done}/{total} (at most)  valid NDCG@10 {event['ndcg']:.4f}  best epoch {event['best']}"
+        return (
+            f"{CLEAR_LINE}  Trainer [{bar:<20}] epoch {done}/{total} (at most)  valid NDCG@10 {event['ndcg']:.4f}  "
+            f"best epoch {event['best']}"
+        )
     if event["event"] == "end":
         prefix = CLEAR_LINE if terminal else ""
         if event.get("failed"):
@@ -67,6 +80,7 @@ def format_event(event: dict, terminal: bool) -> str | None:
 
 
 def event_is_epoch(text: str) -> bool:
+    """True for the epoch bar, which is redrawn in place."""
     return text.startswith(CLEAR_LINE + "  Trainer [")
 
 
@@ -80,6 +94,7 @@ class Follower(threading.Thread):
         self.offset = 0
 
     def poll(self) -> None:
+        """Print the events appended since the last poll."""
         if not os.path.exists(self.path):
             return
         with open(self.path, encoding="utf-8") as handle:
@@ -100,6 +115,7 @@ class Follower(threading.Thread):
         self.poll()
 
     def stop(self) -> None:
+        """Print what is left and stop following."""
         self.stopping.set()
         self.join()
 

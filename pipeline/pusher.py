@@ -9,6 +9,7 @@ any `.staging-*` folder found while holding the lock is a leftover of an interru
 removed. The version folder appears in one rename, so a server polling the folder never loads half
 a model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,7 +20,6 @@ import os
 import shutil
 import time
 
-from pipeline.blessing import versions
 from pipeline.config import MODEL_NAME
 
 LOCK_FILE = ".push.lock"
@@ -40,7 +40,22 @@ def models_config(model_name: str, container_base: str = "/models") -> str:
     if not MODEL_NAME.fullmatch(model_name):
         raise ValueError(f"model name {model_name!r} must be 1-64 letters, digits, '_', '-' or '.'")
     name, base = json.dumps(model_name), json.dumps(f"{container_base}/{model_name}")  # proto string escaping
-    return f"model_config_list {{\n  config {{\n    name: {name}\n    base_path: {base}\n    model_platform: \"tensorflow\"\n  }}\n}}\n"
+    return (
+        f"model_config_list {{\n  config {{\n    name: {name}\n    base_path: {base}\n"
+        '    model_platform: "tensorflow"\n  }\n}\n'
+    )
+
+
+def versions(serving_root: str, model_name: str) -> list[int]:
+    """Pushed version numbers of a model, ascending (folders named by digits only)."""
+    folder = os.path.join(serving_root, model_name)
+    return sorted(int(v) for v in os.listdir(folder) if v.isdigit()) if os.path.isdir(folder) else []
+
+
+def latest_version(serving_root: str, model_name: str) -> str | None:
+    """Path of the highest pushed version, if any."""
+    found = versions(serving_root, model_name) if serving_root else []
+    return os.path.join(serving_root, model_name, str(found[-1])) if found else None
 
 
 def content_hash(folder: str) -> str:
@@ -91,7 +106,10 @@ def push_locked(saved_model_dir: str, serving_root: str, model_name: str, contai
     shutil.copytree(saved_model_dir, staging)
     target = os.path.join(folder, str(version))
     os.rename(staging, target)
-    for name, text in (("models.config", models_config(model_name, container_base)), (BATCHING_FILE, BATCHING_PARAMETERS)):
+    for name, text in (
+        ("models.config", models_config(model_name, container_base)),
+        (BATCHING_FILE, BATCHING_PARAMETERS),
+    ):
         path = os.path.join(serving_root, name)
         with open(path + ".tmp", "w", encoding="utf-8") as handle:
             handle.write(text)

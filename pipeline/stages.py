@@ -5,6 +5,7 @@ image, and tests run the same functions directly), always with keywords. Stages 
 write a `_stage.json` beside their outputs saying whether they came from run-local's cache; each
 stage reports its start and end to pipeline.progress.
 """
+
 from __future__ import annotations
 
 import glob
@@ -53,8 +54,18 @@ def import_schema_stage(*, schema_dir: str) -> str:
         return write_schema_copy(schema_dir)
 
 
-def transform_stage(*, input_path: str, input_format: str, max_len: int, min_events: int, min_item_count: int,
-                    domains: str, domain_names: str, cache_dir: str, examples_dir: str) -> dict:
+def transform_stage(
+    *,
+    input_path: str,
+    input_format: str,
+    max_len: int,
+    min_events: int,
+    min_item_count: int,
+    domains: str,
+    domain_names: str,
+    cache_dir: str,
+    examples_dir: str,
+) -> dict:
     """Transform: raw logs -> SequenceExamples (components.transform), reused from the cache when the
     inputs' contents, the settings and the data-path code are unchanged.
 
@@ -64,11 +75,24 @@ def transform_stage(*, input_path: str, input_format: str, max_len: int, min_eve
 
     with StageTimer("transform") as progress:
         files = input_files(input_path)
-        config = TransformConfig(input="", format=input_format, output=examples_dir, max_len=max_len, min_events=min_events,
-                                 min_item_count=min_item_count, domains=[d for d in domains.split(",") if d] or None,
-                                 domain_names=[d for d in domain_names.split(",") if d])
-        params = {"format": input_format, "max_len": max_len, "min_events": min_events, "min_item_count": min_item_count,
-                  "domains": domains, "domain_names": domain_names}
+        config = TransformConfig(
+            input="",
+            format=input_format,
+            output=examples_dir,
+            max_len=max_len,
+            min_events=min_events,
+            min_item_count=min_item_count,
+            domains=[d for d in domains.split(",") if d] or None,
+            domain_names=[d for d in domain_names.split(",") if d],
+        )
+        params = {
+            "format": input_format,
+            "max_len": max_len,
+            "min_events": min_events,
+            "min_item_count": min_item_count,
+            "domains": domains,
+            "domain_names": domain_names,
+        }
         key = cache.fingerprint(files, params, code_dirs=cache.TRANSFORM_CODE)
         hit = cache.restore(cache_dir, "transform", key, examples_dir)
         if not hit:
@@ -78,7 +102,10 @@ def transform_stage(*, input_path: str, input_format: str, max_len: int, min_eve
         stats = _read_json(os.path.join(examples_dir, "stats.json"))
         stage = {"cache_hit": hit, "key": key, "users": stats["users"], "rows_read": stats["rows_read"]}
         _write_json(os.path.join(examples_dir, STAGE_FILE), stage)
-        progress.update(cache=hit, detail=f"{stats['rows_read']:,} rows, {stats['users']:,} users, {stats['rows_rejected']:,} quarantined")
+        progress.update(
+            cache=hit,
+            detail=f"{stats['rows_read']:,} rows, {stats['users']:,} users, {stats['rows_rejected']:,} quarantined",
+        )
         return stage
 
 
@@ -94,7 +121,9 @@ def _link_inputs(files: list[str], work_dir: str) -> str:
     return os.path.join(folder, "*")
 
 
-def validate_stage(*, examples_dir: str, schema_dir: str, max_rejected_fraction: float, anomalies_dir: str, report_dir: str) -> dict:
+def validate_stage(
+    *, examples_dir: str, schema_dir: str, max_rejected_fraction: float, anomalies_dir: str, report_dir: str
+) -> dict:
     """ExampleValidator: every example against the schema, and the rejection rate.
 
     Writes anomalies.json (and report_dir/anomalies.txt when given). Raises AnomaliesFound with the
@@ -118,7 +147,7 @@ def validate_stage(*, examples_dir: str, schema_dir: str, max_rejected_fraction:
 def resolve_baseline_stage(*, serving_root: str, model_name: str) -> str:
     """Resolver: the model served now (the latest pushed version), '' when none. The trainer warm-starts
     from it (warm_start=latest) and the evaluator blesses against it."""
-    from pipeline.blessing import latest_version
+    from pipeline.pusher import latest_version
 
     with StageTimer("resolve") as progress:
         baseline = latest_version(serving_root, model_name) or ""
@@ -126,7 +155,9 @@ def resolve_baseline_stage(*, serving_root: str, model_name: str) -> str:
         return baseline
 
 
-def train_stage(*, examples_dir: str, model_settings: str, warm_start: str, baseline: str, cache_dir: str, model_dir: str) -> dict:
+def train_stage(
+    *, examples_dir: str, model_settings: str, warm_start: str, baseline: str, cache_dir: str, model_dir: str
+) -> dict:
     """Trainer: model_keras.train.run_fn, reused from the cache for the same examples, settings, start and code.
 
     Args: model_settings (JSON of ModelConfig fields), warm_start ('' / 'none' / 'latest' / a SavedModel),
@@ -140,19 +171,28 @@ def train_stage(*, examples_dir: str, model_settings: str, warm_start: str, base
         start = {"": None, "none": None, "latest": baseline or None}.get(warm_start, warm_start)
         examples_key = _read_json(os.path.join(examples_dir, STAGE_FILE))["key"]
         warm_files = [os.path.join(start, "saved_model.pb")] if start else []
-        key = cache.fingerprint(warm_files, {"settings": settings, "examples": examples_key, "warm_start": bool(start)},
-                                code_dirs=cache.TRAIN_CODE)
+        key = cache.fingerprint(
+            warm_files,
+            {"settings": settings, "examples": examples_key, "warm_start": bool(start)},
+            code_dirs=cache.TRAIN_CODE,
+        )
         hit = cache.restore(cache_dir, "train", key, model_dir)
         if not hit:
             config = ModelConfig.from_dict(settings)
-            summary = run_fn(examples_dir, model_dir, config, warm_start=start, verbose=0, callbacks=[EpochProgress(config.epochs)])
+            run_fn(
+                examples_dir, model_dir, config, warm_start=start, verbose=0, callbacks=[EpochProgress(config.epochs)]
+            )
             shutil.rmtree(os.path.join(model_dir, "checkpoints"), ignore_errors=True)  # resume state is not an output
             cache.store(cache_dir, "train", key, model_dir)
         training = _read_json(os.path.join(model_dir, "training.json"))
         stage = {"cache_hit": hit, "key": key, "warm_start": start}
         _write_json(os.path.join(model_dir, STAGE_FILE), stage)
-        progress.update(cache=hit, detail=(f"warm start from {start}; " if start else "") +
-                        f"best epoch {training['best_epoch']} of {training['last_epoch']}, valid NDCG@10 {training['valid']['all']['NDCG@10']:.4f}")
+        progress.update(
+            cache=hit,
+            detail=(f"warm start from {start}; " if start else "")
+            + f"best epoch {training['best_epoch']} of {training['last_epoch']}, "
+            + f"valid NDCG@10 {training['valid']['all']['NDCG@10']:.4f}",
+        )
         return stage
 
 
@@ -176,8 +216,17 @@ class EpochProgress:
         return _Callback()
 
 
-def evaluate_stage(*, examples_dir: str, model_dir: str, baseline: str, blessing_tolerance: float, num_negatives: int,
-                   negative_pool: str, full_ranking: bool, evaluation_dir: str) -> dict:
+def evaluate_stage(
+    *,
+    examples_dir: str,
+    model_dir: str,
+    baseline: str,
+    blessing_tolerance: float,
+    num_negatives: int,
+    negative_pool: str,
+    full_ranking: bool,
+    evaluation_dir: str,
+) -> dict:
     """Evaluator: per-domain test metrics, and blessing on valid against the resolver's baseline.
 
     Writes evaluation_dir/evaluation.json. Returns pipeline.blessing.run_evaluator's result."""
@@ -186,22 +235,35 @@ def evaluate_stage(*, examples_dir: str, model_dir: str, baseline: str, blessing
 
     with StageTimer("evaluate") as progress:
         protocol = EvalProtocol(num_negatives=num_negatives, pool=negative_pool, full_ranking=full_ranking)
-        result = run_evaluator(examples_dir, os.path.join(model_dir, "saved_model"), baseline or None, blessing_tolerance, protocol)
+        result = run_evaluator(
+            examples_dir, os.path.join(model_dir, "saved_model"), baseline or None, blessing_tolerance, protocol
+        )
         result["protocol"] = {"num_negatives": num_negatives, "pool": negative_pool, "full_ranking": full_ranking}
         _write_json(os.path.join(evaluation_dir, EVALUATION_FILE), result)
-        progress.update(detail=f"test NDCG@10 {result['test']['all']['NDCG@10']:.4f}; {'blessed' if result['blessed'] else 'NOT blessed'}")
+        progress.update(
+            detail=f"test NDCG@10 {result['test']['all']['NDCG@10']:.4f}; "
+            + ("blessed" if result["blessed"] else "NOT blessed")
+        )
         return result
 
 
-def push_stage(*, model_dir: str, evaluation_dir: str, examples_dir: str, serving_root: str, model_name: str,
-               blessing_tolerance: float) -> str:
+def push_stage(
+    *,
+    model_dir: str,
+    evaluation_dir: str,
+    examples_dir: str,
+    serving_root: str,
+    model_name: str,
+    blessing_tolerance: float,
+) -> str:
     """Pusher (runs only when the Evaluator blessed the model): a new version under the serving root's lock.
 
     If another run pushed since this one was evaluated, the blessing is checked again against the
     version that is latest now (compare-and-swap), and a candidate that is worse is not pushed.
     Returns: the pushed version's path, or '' when the re-check refused it."""
     from model_keras.evaluation import EvalProtocol
-    from pipeline.blessing import compare_with, latest_version
+    from pipeline.blessing import compare_with
+    from pipeline.pusher import latest_version
     from pipeline.pusher import push_locked, serving_lock
 
     with StageTimer("push") as progress:
@@ -209,7 +271,13 @@ def push_stage(*, model_dir: str, evaluation_dir: str, examples_dir: str, servin
         with serving_lock(serving_root):
             latest = latest_version(serving_root, model_name)
             if latest != evaluation["baseline"]:
-                recheck = compare_with(examples_dir, evaluation["valid"], latest, blessing_tolerance, EvalProtocol(**_protocol_args(evaluation)))
+                recheck = compare_with(
+                    examples_dir,
+                    evaluation["valid"],
+                    latest,
+                    blessing_tolerance,
+                    EvalProtocol(**_protocol_args(evaluation)),
+                )
                 _write_json(os.path.join(evaluation_dir, "recheck.json"), recheck)
                 if not recheck["blessed"]:
                     progress.update(detail=f"not pushed: {latest} was pushed meanwhile and is better")
@@ -238,19 +306,25 @@ def report_stage(*, examples_dir: str, model_dir: str, evaluation_dir: str, push
     with StageTimer("report"):
         evaluation = _read_json(os.path.join(evaluation_dir, EVALUATION_FILE))
         recheck_path = os.path.join(evaluation_dir, "recheck.json")
-        reasons = evaluation["reasons"] + (_read_json(recheck_path)["reasons"] if os.path.exists(recheck_path) and not pushed_to else [])
+        reasons = evaluation["reasons"] + (
+            _read_json(recheck_path)["reasons"] if os.path.exists(recheck_path) and not pushed_to else []
+        )
         stats = _read_json(os.path.join(examples_dir, "stats.json"))
         training = _read_json(os.path.join(model_dir, "training.json"))
         report = {
             "domains": evaluation["test"]["domains"],
             "all": evaluation["test"]["all"],
-            "data": {k: stats[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "users", "items", "interactions")},
+            "data": {
+                k: stats[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "users", "items", "interactions")
+            },
             "training": {"best_epoch": training["best_epoch"], "last_epoch": training["last_epoch"]},
             "blessed": evaluation["blessed"] and bool(pushed_to),
             "pushed_to": pushed_to or None,
             "blessing": {"baseline": evaluation["baseline"], "reasons": reasons, "valid": evaluation["valid"]},
-            "cache": {"transform": _read_json(os.path.join(examples_dir, STAGE_FILE))["cache_hit"],
-                      "train": _read_json(os.path.join(model_dir, STAGE_FILE))["cache_hit"]},
+            "cache": {
+                "transform": _read_json(os.path.join(examples_dir, STAGE_FILE))["cache_hit"],
+                "train": _read_json(os.path.join(model_dir, STAGE_FILE))["cache_hit"],
+            },
         }
         if report_dir:
             _write_json(os.path.join(report_dir, "metrics.json"), report)

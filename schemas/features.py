@@ -4,6 +4,7 @@ Every module that writes, validates or parses examples takes the names from here
 added to `sequence_example.pbtxt` reaches the writer, the validator and the input function
 together (the schema test checks the writer against it).
 """
+
 from __future__ import annotations
 
 from schemas.schema_io import SEQUENCE_EXAMPLE_SCHEMA, SEQUENCE_STRUCT, load_schema
@@ -38,5 +39,11 @@ def require_complete_examples(examples_dir: str) -> None:
     import os
 
     if not os.path.isfile(os.path.join(examples_dir, COMPLETION_MARKER)):
-        what = "does not exist" if not os.path.exists(examples_dir) else f"has no {COMPLETION_MARKER} (the transform did not finish)"
-        raise ValueError(f"examples folder {examples_dir} {what}: run `python -m components.transform --output {examples_dir}` first")
+        what = (
+            "does not exist"
+            if not os.path.exists(examples_dir)
+            else f"has no {COMPLETION_MARKER} (the transform did not finish)"
+        )
+        raise ValueError(
+            f"examples folder {examples_dir} {what}: run `python -m components.transform --output {examples_dir}` first"
+        )

@@ -4,6 +4,7 @@ The schemas are the single source of truth for what a raw log row and a written
 SequenceExample look like; the transform validates rows against the first, and the model's
 input function derives its parsing spec from the second.
 """
+
 from __future__ import annotations
 
 import functools

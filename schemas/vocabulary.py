@@ -4,6 +4,7 @@ Layout: 0 = PAD, 1 = SOS, then for each domain in name order: its OOV id followe
 items ordered by descending count (ties by item id). Domain ids are 1..D (0 = none).
 The JSON artifact written by the transform is read by the model, the evaluator and serving.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ class DomainRange:
 
     @property
     def oov_id(self) -> int:
+        """The id unseen or rare items of this domain map to."""
         return self.start
 
 
@@ -39,9 +41,7 @@ class Vocabulary:
         self.min_item_count = min_item_count
         self.num_items = self.domains[-1].end if self.domains else FIRST_ITEM_ID
         self._by_name = {d.name: d for d in self.domains}
-        self._ids = {
-            d.name: {item: d.start + 1 + offset for offset, item in enumerate(d.items)} for d in self.domains
-        }
+        self._ids = {d.name: {item: d.start + 1 + offset for offset, item in enumerate(d.items)} for d in self.domains}
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -63,13 +63,16 @@ class Vocabulary:
     # ------------------------------------------------------------------ lookups
     @property
     def num_domains(self) -> int:
+        """D."""
         return len(self.domains)
 
     @property
     def domain_names(self) -> list[str]:
+        """Domain names in id order."""
         return [d.name for d in self.domains]
 
     def domain(self, name_or_id: str | int) -> DomainRange:
+        """A domain by name or id; KeyError naming the known ones."""
         if isinstance(name_or_id, int):
             if not 1 <= name_or_id <= len(self.domains):
                 raise KeyError(f"domain id {name_or_id} is not in 1..{len(self.domains)}")
@@ -79,6 +82,7 @@ class Vocabulary:
         return self._by_name[name_or_id]
 
     def domain_id(self, name: str) -> int:
+        """The id (1..D) of a domain name."""
         return self.domain(name).domain_id
 
     def item_id(self, domain: str, item: str) -> int:
@@ -107,6 +111,7 @@ class Vocabulary:
         return names
 
     def domain_of_item(self, item_id: int) -> int:
+        """The domain id of an item id (0 for PAD, SOS and ids outside)."""
         for d in self.domains:
             if d.start <= item_id < d.end:
                 return d.domain_id
@@ -114,28 +119,39 @@ class Vocabulary:
 
     # ------------------------------------------------------------------ artifact
     def to_json(self) -> dict:
+        """The vocabulary.json document."""
         return {
             "pad_id": PAD_ID,
             "sos_id": SOS_ID,
             "num_items": self.num_items,
             "min_item_count": self.min_item_count,
             "domains": [
-                {"id": d.domain_id, "name": d.name, "start": d.start, "end": d.end, "oov_id": d.oov_id, "items": list(d.items)}
+                {
+                    "id": d.domain_id,
+                    "name": d.name,
+                    "start": d.start,
+                    "end": d.end,
+                    "oov_id": d.oov_id,
+                    "items": list(d.items),
+                }
                 for d in self.domains
             ],
         }
 
     @classmethod
     def from_json(cls, data: Mapping) -> "Vocabulary":
+        """Rebuild from the vocabulary.json document."""
         ranges = [DomainRange(d["id"], d["name"], d["start"], d["end"], tuple(d["items"])) for d in data["domains"]]
         return cls(ranges, data.get("min_item_count", 1))
 
     def save(self, path: str) -> None:
+        """Write vocabulary.json."""
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(self.to_json(), handle)
 
     @classmethod
     def load(cls, path: str) -> "Vocabulary":
+        """Read vocabulary.json; ValueError naming the fix when it cannot be read."""
         try:
             with open(path, encoding="utf-8") as handle:
                 return cls.from_json(json.load(handle))

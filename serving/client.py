@@ -7,6 +7,7 @@ The request sent (the answer to "what do I send TF Serving?"): signature `servin
 inputs history_items (string [1, L]), history_domains (string [1, L]), target_domain (string [1]),
 k (int32 scalar); outputs item_ids (string [1, k]) and scores (float [1, k]).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,17 +21,24 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 def _string_tensor(values: list[list[str]] | list[str]) -> tensor_pb2.TensorProto:
     array = np.asarray(values, dtype=object)
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape]))
+    proto = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape]
+        ),
+    )
     proto.string_val.extend(str(v).encode("utf-8") for v in array.ravel())
     return proto
 
 
 def _int_scalar(value: int) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=tensor_shape_pb2.TensorShapeProto(), int_val=[value])
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT32, tensor_shape=tensor_shape_pb2.TensorShapeProto(), int_val=[value]
+    )
 
 
 def build_request(model: str, history: list[tuple[str, str]], domain: str, k: int) -> predict_pb2.PredictRequest:
+    """The PredictRequest for serving_default (the request TF Serving expects)."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = "serving_default"
@@ -53,6 +61,7 @@ class RecommendClient:
         self.last_version: int | None = None
 
     def recommend(self, history: list[tuple[str, str]], domain: str, k: int = 10) -> list[tuple[str, float]]:
+        """[(item id, score)] of the top-k of `domain` for the history (oldest first)."""
         import tensorflow as tf  # make_ndarray reads every TensorProto encoding TF Serving may use
 
         response = self.stub.Predict(build_request(self.model, history, domain, k), timeout=self.timeout)
@@ -62,11 +71,12 @@ class RecommendClient:
         return list(zip(items, scores))
 
     def close(self):
+        """Close the channel."""
         self.channel.close()
 
 
 def parse_history(text: str) -> list[tuple[str, str]]:
-    """"item:domain,item:domain" (oldest first) -> pairs; the domain is after the last colon."""
+    """ "item:domain,item:domain" (oldest first) -> pairs; the domain is after the last colon."""
     pairs = []
     for token in [t for t in text.split(",") if t.strip()]:
         if ":" not in token:

@@ -4,7 +4,8 @@ For local development and tests only: production uses `tensorflow_model_server` 
 the same folder and protocol, e.g.
 
     docker run -p 8500:8500 -v $ROOT/serving:/models tensorflow/serving \\
-        --model_config_file=/models/models.config --enable_batching --batching_parameters_file=/models/batching_parameters.txt
+        --model_config_file=/models/models.config --enable_batching \\
+        --batching_parameters_file=/models/batching_parameters.txt
 
 Here: `python -m serving.prediction_server --serving-root runs/local/serving --port 8500`.
 Like TF Serving it serves the latest version of each model found under the serving root, loads and
@@ -14,6 +15,7 @@ models found, never joined into paths. Every request's declared shapes are check
 before any tensor is built; bad requests get INVALID_ARGUMENT naming the problem, unknown models
 NOT_FOUND, never a crash.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,15 +31,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: i
 import grpc  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_serving.apis import (get_model_metadata_pb2, predict_pb2, prediction_log_pb2,  # noqa: E402
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_log_pb2,  # noqa: E402
+    prediction_service_pb2_grpc,
+)
+
 DEFAULT_PORT = 8500
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # The most a request may ask for: rows in a batch, values in a row (history length, candidates).
 LIMITS = {"batch": 512, "row": 2048}
-VALUE_FIELDS = {types_pb2.DT_STRING: "string_val", types_pb2.DT_INT32: "int_val", types_pb2.DT_INT64: "int64_val",
-                types_pb2.DT_FLOAT: "float_val"}
+VALUE_FIELDS = {
+    types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT64: "int64_val",
+    types_pb2.DT_FLOAT: "float_val",
+}
 
 
 class BadRequest(Exception):
@@ -47,7 +58,9 @@ class BadRequest(Exception):
 def readable_error(err: Exception) -> str:
     """The user-facing part of a TensorFlow error: an assertion's own message when there is one."""
     message = getattr(err, "message", str(err))
-    match = re.search(r"assertion failed: \[(.*?)\s*\] \[", message) or re.search(r"assertion failed: \[(.*?)\s*\]", message)
+    match = re.search(r"assertion failed: \[(.*?)\s*\] \[", message) or re.search(
+        r"assertion failed: \[(.*?)\s*\]", message
+    )
     if match:
         return match.group(1).rstrip(". ")
     lines = [line for line in message.strip().splitlines() if line.strip() and "Graph execution error" not in line]
@@ -71,8 +84,11 @@ def check_declared_shape(key: str, proto, spec) -> None:
     if proto.dtype != spec.dtype.as_datatype_enum:
         raise BadRequest(f"input {key!r} must be {spec.dtype.name} of shape {spec.shape}")
     count = math.prod(dims)
-    given = len(proto.tensor_content) // max(tf.dtypes.as_dtype(proto.dtype).size, 1) if proto.tensor_content else \
-        len(getattr(proto, VALUE_FIELDS.get(proto.dtype, "string_val")))
+    given = (
+        len(proto.tensor_content) // max(tf.dtypes.as_dtype(proto.dtype).size, 1)
+        if proto.tensor_content
+        else len(getattr(proto, VALUE_FIELDS.get(proto.dtype, "string_val")))
+    )
     if given > count or (given == 0 and count > 0):
         raise BadRequest(f"input {key!r} declares {count} values but carries {given}")
 
@@ -135,7 +151,11 @@ class ModelRepository:
         for name in sorted(os.listdir(self.serving_root)) if os.path.isdir(self.serving_root) else []:
             folder = os.path.join(self.serving_root, name)
             if MODEL_NAME.fullmatch(name) and os.path.isdir(folder):
-                numbers = [int(v) for v in os.listdir(folder) if v.isdigit() and os.path.isfile(os.path.join(folder, v, "saved_model.pb"))]
+                numbers = [
+                    int(v)
+                    for v in os.listdir(folder)
+                    if v.isdigit() and os.path.isfile(os.path.join(folder, v, "saved_model.pb"))
+                ]
                 if numbers:
                     found[name] = max(numbers)
         return found
@@ -154,6 +174,7 @@ class ModelRepository:
         return changed
 
     def get(self, name: str, version: int | None = None) -> ServedModel:
+        """The served version of a model; KeyError naming what is served."""
         with self._lock:
             model = self._served.get(name)
             served = sorted(self._served)
@@ -165,6 +186,8 @@ class ModelRepository:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """TF Serving's Predict and GetModelMetadata over the repository's models."""
+
     def __init__(self, repository: ModelRepository):
         self.repository = repository
 
@@ -220,8 +243,9 @@ class Poller(threading.Thread):
                 print(f"poll: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
 
 
-def start_server(serving_root: str, port: int = DEFAULT_PORT, host: str = "127.0.0.1", workers: int = 4,
-                 poll_seconds: float = 5.0) -> tuple[grpc.Server, int]:
+def start_server(
+    serving_root: str, port: int = DEFAULT_PORT, host: str = "127.0.0.1", workers: int = 4, poll_seconds: float = 5.0
+) -> tuple[grpc.Server, int]:
     """Load and warm the served models, then start serving (background threads); returns (server, bound port).
     Port 0 picks a free one. The server takes no request before every model is warm."""
     repository = ModelRepository(serving_root)

@@ -9,6 +9,7 @@ is drawn from the user's cluster with Zipf popularity, else from the whole domai
 
     python -m synthetic.generator --events 1000000 --output logs.csv [--domains 5 --seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,8 @@ import numpy as np
 
 @dataclass
 class SyntheticConfig:
+    """How many events, domains, items and users, and how strong each pattern is."""
+
     events: int = 100_000
     domains: int = 4
     items_per_domain: int = 2_000
@@ -34,6 +37,7 @@ class SyntheticConfig:
     seed: int = 0
 
     def domain_names(self) -> list[str]:
+        """d0, d1, ... with the planted unrelated domain marked."""
         return [f"d{i}" + ("_unrelated" if i == self.negative_transfer_domain else "") for i in range(self.domains)]
 
 

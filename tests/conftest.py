@@ -1,4 +1,5 @@
 """Shared fixtures. Importing model_keras first selects tf-keras before TensorFlow loads."""
+
 import os
 from pathlib import Path
 

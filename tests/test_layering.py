@@ -7,6 +7,7 @@
     serving and synthetic stand alone.
 Nothing imports upward, so a package can be read, tested and shipped with only what is below it.
 """
+
 import ast
 from pathlib import Path
 
@@ -55,7 +56,11 @@ def test_every_top_level_package_has_a_rule():
 
 
 def test_keras_backend_is_chosen_in_one_place():
-    setters = [str(p.relative_to(REPO)) for p in REPO.rglob("*.py")
-               if ".venv" not in p.parts and "TF_USE_LEGACY_KERAS" in p.read_text(encoding="utf-8")
-               and p.parts[len(REPO.parts)] != "tests"]
+    setters = [
+        str(p.relative_to(REPO))
+        for p in REPO.rglob("*.py")
+        if ".venv" not in p.parts
+        and "TF_USE_LEGACY_KERAS" in p.read_text(encoding="utf-8")
+        and p.parts[len(REPO.parts)] != "tests"
+    ]
     assert setters == ["model_keras/__init__.py"]

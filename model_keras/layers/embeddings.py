@@ -1,4 +1,5 @@
 """Shared embedding layer (§4.1)."""
+
 import tensorflow as tf
 
 from model_keras.layers.fast import FastDropout, LayerNorm
@@ -16,8 +17,18 @@ class SharedEmbedding(tf.keras.layers.Layer):
     def __init__(self, num_items: int, max_len: int, embed_dim: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_items, self.max_len, self.embed_dim, self.dropout_rate = num_items, max_len, embed_dim, dropout
-        self.items = tf.keras.layers.Embedding(num_items, embed_dim, embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="item_table")
-        self.positions = tf.keras.layers.Embedding(max_len, embed_dim, embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02), name="position_table")
+        self.items = tf.keras.layers.Embedding(
+            num_items,
+            embed_dim,
+            embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+            name="item_table",
+        )
+        self.positions = tf.keras.layers.Embedding(
+            max_len,
+            embed_dim,
+            embeddings_initializer=tf.keras.initializers.TruncatedNormal(stddev=0.02),
+            name="position_table",
+        )
         self.norm = LayerNorm(epsilon=1e-6)
         self.dropout = FastDropout(dropout)
 
@@ -35,4 +46,10 @@ class SharedEmbedding(tf.keras.layers.Layer):
         return tf.reshape(out, tf.concat([shape, [self.embed_dim]], axis=0))
 
     def get_config(self):
-        return {**super().get_config(), "num_items": self.num_items, "max_len": self.max_len, "embed_dim": self.embed_dim, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "num_items": self.num_items,
+            "max_len": self.max_len,
+            "embed_dim": self.embed_dim,
+            "dropout": self.dropout_rate,
+        }

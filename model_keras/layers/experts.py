@@ -1,4 +1,5 @@
 """ACMoE: gates (Eq. 3), the asymmetric cooperative mixture (Eq. 2, 4) and towers h^d, h^cross."""
+
 import tensorflow as tf
 
 from model_keras.layers.fast import FastDropout
@@ -36,7 +37,12 @@ class Towers(tf.keras.layers.Layer):
         return (y - mean) * tf.math.rsqrt(var + 1e-6) * self.gamma[:, tf.newaxis, :] + self.beta[:, tf.newaxis, :]
 
     def get_config(self):
-        return {**super().get_config(), "num_towers": self.num_towers, "embed_dim": self.embed_dim, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "num_towers": self.num_towers,
+            "embed_dim": self.embed_dim,
+            "dropout": self.dropout_rate,
+        }
 
 
 @tf.keras.utils.register_keras_serializable("syncrec")
@@ -52,11 +58,19 @@ class Gates(tf.keras.layers.Layer):
 
     def __init__(self, num_gates: int, num_experts: int, max_len: int, embed_dim: int, causal: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.num_gates, self.num_experts, self.max_len, self.embed_dim, self.causal = num_gates, num_experts, max_len, embed_dim, causal
+        self.num_gates, self.num_experts, self.max_len, self.embed_dim, self.causal = (
+            num_gates,
+            num_experts,
+            max_len,
+            embed_dim,
+            causal,
+        )
 
     def build(self, input_shape):
         flat = self.max_len * self.embed_dim
-        self.kernel = self.add_weight(name="kernel", shape=[self.num_gates, flat, self.num_experts], initializer="glorot_uniform")
+        self.kernel = self.add_weight(
+            name="kernel", shape=[self.num_gates, flat, self.num_experts], initializer="glorot_uniform"
+        )
         self.bias = self.add_weight(name="bias", shape=[self.num_gates, self.num_experts], initializer="zeros")
         super().build(input_shape)
 
@@ -66,17 +80,25 @@ class Gates(tf.keras.layers.Layer):
         length = shape[2]
         if not causal:
             flat = tf.reshape(e, [shape[0], shape[1], length * self.embed_dim])
-            kernel = self.kernel[:, (self.max_len - length) * self.embed_dim:]
+            kernel = self.kernel[:, (self.max_len - length) * self.embed_dim :]
             return tf.nn.softmax(tf.einsum("bnf,nfk->bnk", flat, kernel) + self.bias, axis=-1)
         # logits_t = b + sum_{s<=t} W[T-1-(t-s)] e_s: a causal convolution with the last L kernel steps.
-        kernel = tf.reshape(self.kernel, [self.num_gates, self.max_len, self.embed_dim, self.num_experts])[:, self.max_len - length:]
+        kernel = tf.reshape(self.kernel, [self.num_gates, self.max_len, self.embed_dim, self.num_experts])[
+            :, self.max_len - length :
+        ]
         padded = tf.pad(e, [[0, 0], [0, 0], [length - 1, 0], [0, 0]])
         logits = [tf.nn.conv1d(padded[:, n], kernel[n], stride=1, padding="VALID") for n in range(self.num_gates)]
         return tf.nn.softmax(tf.stack(logits, axis=1) + self.bias[tf.newaxis, :, tf.newaxis, :], axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "num_gates": self.num_gates, "num_experts": self.num_experts, "max_len": self.max_len,
-                "embed_dim": self.embed_dim, "causal": self.causal}
+        return {
+            **super().get_config(),
+            "num_gates": self.num_gates,
+            "num_experts": self.num_experts,
+            "max_len": self.max_len,
+            "embed_dim": self.embed_dim,
+            "causal": self.causal,
+        }
 
 
 def _mix(gates: tf.Tensor, k: int, outputs: tf.Tensor) -> tf.Tensor:
@@ -102,13 +124,33 @@ class AsymmetricMixtureOfExperts(tf.keras.layers.Layer):
       -> (f^single [B, D, L1, r], f^cross [B, L2, r], gates: single [B, D, (L1,) K], cross [B, (L2,) K]).
     """
 
-    def __init__(self, num_domains, num_experts, num_cross_experts, embed_dim, num_heads, num_blocks, dropout, asymmetric=True,
-                 max_len=50, causal_gates=False, **kwargs):
+    def __init__(
+        self,
+        num_domains,
+        num_experts,
+        num_cross_experts,
+        embed_dim,
+        num_heads,
+        num_blocks,
+        dropout,
+        asymmetric=True,
+        max_len=50,
+        causal_gates=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_domains, self.num_experts, self.num_cross_experts = num_domains, num_experts, num_cross_experts
-        self.embed_dim, self.num_heads, self.num_blocks, self.dropout_rate, self.asymmetric = embed_dim, num_heads, num_blocks, dropout, asymmetric
+        self.embed_dim, self.num_heads, self.num_blocks, self.dropout_rate, self.asymmetric = (
+            embed_dim,
+            num_heads,
+            num_blocks,
+            dropout,
+            asymmetric,
+        )
         self.max_len, self.causal_gates = max_len, causal_gates
-        self.experts = [TransformerExpert(embed_dim, num_heads, num_blocks, dropout, name=f"expert_{k}") for k in range(num_experts)]
+        self.experts = [
+            TransformerExpert(embed_dim, num_heads, num_blocks, dropout, name=f"expert_{k}") for k in range(num_experts)
+        ]
         self.single_gates = Gates(num_domains, num_experts, max_len, embed_dim, causal_gates, name="single_gates")
         self.cross_gate = Gates(1, num_experts, max_len, embed_dim, causal_gates, name="cross_gate")
 
@@ -146,7 +188,15 @@ class AsymmetricMixtureOfExperts(tf.keras.layers.Layer):
 
     def get_config(self):
         return {
-            **super().get_config(), "num_domains": self.num_domains, "num_experts": self.num_experts, "num_cross_experts": self.num_cross_experts,
-            "embed_dim": self.embed_dim, "num_heads": self.num_heads, "num_blocks": self.num_blocks, "dropout": self.dropout_rate,
-            "asymmetric": self.asymmetric, "max_len": self.max_len, "causal_gates": self.causal_gates,
+            **super().get_config(),
+            "num_domains": self.num_domains,
+            "num_experts": self.num_experts,
+            "num_cross_experts": self.num_cross_experts,
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "num_blocks": self.num_blocks,
+            "dropout": self.dropout_rate,
+            "asymmetric": self.asymmetric,
+            "max_len": self.max_len,
+            "causal_gates": self.causal_gates,
         }

@@ -7,6 +7,7 @@ the moments form. A training step draws ~4M dropout values. Same distributions (
 probability is exact to 1/65536) and formulas; LayerNorm keeps Keras' weight names (gamma, beta),
 so checkpoints of either load into the other.
 """
+
 import tensorflow as tf
 
 

@@ -1,4 +1,5 @@
 """Transformer sequential expert f^k_TRM (§4.2.2, Eq. 5-7)."""
+
 import tensorflow as tf
 
 from model_keras.layers.fast import Attention, FastDropout, LayerNorm
@@ -36,7 +37,12 @@ class TransformerBlock(tf.keras.layers.Layer):
         return self.norm2(h + self.drop2(self.ffn_out(self.ffn_in(h)), training=training))
 
     def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "num_heads": self.num_heads, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "dropout": self.dropout_rate,
+        }
 
 
 @tf.keras.utils.register_keras_serializable("syncrec")
@@ -55,4 +61,10 @@ class TransformerExpert(tf.keras.layers.Layer):
         return z
 
     def get_config(self):
-        return {**super().get_config(), "embed_dim": self.embed_dim, "num_heads": self.num_heads, "num_blocks": self.num_blocks, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "embed_dim": self.embed_dim,
+            "num_heads": self.num_heads,
+            "num_blocks": self.num_blocks,
+            "dropout": self.dropout_rate,
+        }

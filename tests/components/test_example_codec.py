@@ -1,4 +1,5 @@
 """The hand-written SequenceExample encoder matches the protobuf API exactly."""
+
 import random
 
 from tensorflow.core.example import example_pb2
@@ -27,8 +28,18 @@ def proto_reference(ex) -> example_pb2.SequenceExample:
 def test_encoded_bytes_parse_to_the_reference_message():
     rng = random.Random(3)
     for trial in range(50):
-        history = [(rng.choice([2, 5, 127, 128, 300, 2**21, 2**22 + 7, 2**40]), rng.randint(1, 6)) for _ in range(rng.randint(0, 30))]
-        ex = build_example(f"user-é-{trial}", rng.choice(["train", "valid", "test"]), history, (rng.randint(2, 10**6), rng.randint(1, 6)), 6, rng.randint(1, 25))
+        history = [
+            (rng.choice([2, 5, 127, 128, 300, 2**21, 2**22 + 7, 2**40]), rng.randint(1, 6))
+            for _ in range(rng.randint(0, 30))
+        ]
+        ex = build_example(
+            f"user-é-{trial}",
+            rng.choice(["train", "valid", "test"]),
+            history,
+            (rng.randint(2, 10**6), rng.randint(1, 6)),
+            6,
+            rng.randint(1, 25),
+        )
         parsed = example_pb2.SequenceExample.FromString(encode_sequence_example(ex))
         assert parsed == proto_reference(ex)
         assert list(parsed.feature_lists.feature_list["single_index"].feature[0].int64_list.value)[0] in range(-1, 25)

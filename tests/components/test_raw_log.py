@@ -1,4 +1,5 @@
 """Row validation against schemas/raw_log.pbtxt."""
+
 import pytest
 
 from components.raw_log import REJECT_REASONS, Event, RowValidator, parse_timestamp

@@ -1,5 +1,6 @@
 """The transform beyond one process: byte-range reading, Beam's portable runner with separate worker
 processes, and inputs on a filesystem other than local paths (through Beam's FileSystems)."""
+
 import io
 import json
 import os
@@ -27,11 +28,25 @@ def outputs(out: Path) -> dict:
     stats = json.loads((out / "stats.json").read_text())
     for key in ("seconds", "config", "input_sha256"):
         stats.pop(key)
-    examples = {split: sorted(r.numpy() for p in sorted((out / split).glob("*.tfrecord.gz"))
-                              for r in tf.data.TFRecordDataset(str(p), compression_type="GZIP")) for split in ("train", "valid", "test")}
-    quarantine = sorted(json.dumps({k: v for k, v in json.loads(line).items() if k != "file"}, sort_keys=True)
-                        for p in (out / "quarantine").glob("*.jsonl") for line in open(p))
-    return {"stats": stats, "vocabulary": (out / "vocabulary.json").read_text(), "examples": examples, "quarantine": quarantine}
+    examples = {
+        split: sorted(
+            r.numpy()
+            for p in sorted((out / split).glob("*.tfrecord.gz"))
+            for r in tf.data.TFRecordDataset(str(p), compression_type="GZIP")
+        )
+        for split in ("train", "valid", "test")
+    }
+    quarantine = sorted(
+        json.dumps({k: v for k, v in json.loads(line).items() if k != "file"}, sort_keys=True)
+        for p in (out / "quarantine").glob("*.jsonl")
+        for line in open(p)
+    )
+    return {
+        "stats": stats,
+        "vocabulary": (out / "vocabulary.json").read_text(),
+        "examples": examples,
+        "quarantine": quarantine,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +54,10 @@ def multi_file_input(tmp_path_factory):
     """Two CSV files with a few bad rows: the reading must number every line exactly, in every range."""
     folder = tmp_path_factory.mktemp("multi")
     for index in range(2):
-        write_csv(SyntheticConfig(events=6000, domains=3, items_per_domain=150, seed=10 + index), str(folder / f"day{index}.csv"))
+        write_csv(
+            SyntheticConfig(events=6000, domains=3, items_per_domain=150, seed=10 + index),
+            str(folder / f"day{index}.csv"),
+        )
         with open(folder / f"day{index}.csv", "a") as handle:
             handle.write("bad,row\n\nu1,i1,d1,yesterday\n")
     return folder
@@ -50,7 +68,9 @@ def test_byte_ranges_give_exactly_what_whole_files_give(multi_file_input, tmp_pa
     runs = {}
     for chunk in (64 << 20, 4096, 1031):  # one range a file; ~60 ranges; ~250 ranges cutting lines anywhere
         out = tmp_path / f"out{chunk}"
-        run_transform(TransformConfig(input=str(multi_file_input / "*.csv"), format="raw", output=str(out), chunk_bytes=chunk))
+        run_transform(
+            TransformConfig(input=str(multi_file_input / "*.csv"), format="raw", output=str(out), chunk_bytes=chunk)
+        )
         runs[chunk] = outputs(out)
     assert runs[4096] == runs[64 << 20] == runs[1031]
     lines = {json.loads(q)["line"] for q in runs[1031]["quarantine"]}
@@ -61,8 +81,13 @@ def test_byte_ranges_give_exactly_what_whole_files_give(multi_file_input, tmp_pa
 def worker_pool():
     """Beam's Python worker pool in its own process: the portable runner starts SDK workers through it."""
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port=0"],
-                               stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", "--service_port=0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+    )
     port, deadline = None, time.monotonic() + 300
     while port is None and time.monotonic() < deadline:  # bounded: the pool prints its port once it listens
         line = process.stderr.readline()
@@ -77,13 +102,26 @@ def worker_pool():
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["embedded sample", "multi-file input"])
 def test_portable_runner_with_separate_workers_gives_the_same_output(worker_pool, multi_file_input, tmp_path, which):
-    args = (["--input", str(EMBEDDED_SAMPLE), "--format", "syncrec"] if which == "embedded sample"
-            else ["--input", str(multi_file_input / "*.csv"), "--format", "raw", "--chunk-mb", "1"])
-    portable = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
-                f"--environment_config=localhost:{worker_pool}", "--sdk_worker_parallelism=2"]
+    args = (
+        ["--input", str(EMBEDDED_SAMPLE), "--format", "syncrec"]
+        if which == "embedded sample"
+        else ["--input", str(multi_file_input / "*.csv"), "--format", "raw", "--chunk-mb", "1"]
+    )
+    portable = [
+        "--runner=PortableRunner",
+        "--job_endpoint=embed",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{worker_pool}",
+        "--sdk_worker_parallelism=2",
+    ]
     for name, extra in (("direct", []), ("portable", portable)):
-        result = subprocess.run([sys.executable, "-m", "components.transform", *args, "--output", str(tmp_path / name), *extra],
-                                capture_output=True, text=True, timeout=900, cwd=str(REPO))
+        result = subprocess.run(
+            [sys.executable, "-m", "components.transform", *args, "--output", str(tmp_path / name), *extra],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=str(REPO),
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     assert outputs(tmp_path / "portable") == outputs(tmp_path / "direct")
 
@@ -151,7 +189,11 @@ def test_any_beam_filesystem_path_is_an_input(multi_file_input, tmp_path):
     for path in sorted(multi_file_input.glob("*.csv")):
         MemoryFileSystem.FILES[f"mem://bucket/logs/{path.name}"] = path.read_bytes()
     # (in this process, where mem:// is registered: the CLI in a subprocess would not know the scheme)
-    run_transform(TransformConfig(input="mem://bucket/logs/day*.csv", format="raw", output=str(tmp_path / "mem"), chunk_bytes=4096))
+    run_transform(
+        TransformConfig(
+            input="mem://bucket/logs/day*.csv", format="raw", output=str(tmp_path / "mem"), chunk_bytes=4096
+        )
+    )
     run_transform(TransformConfig(input=str(multi_file_input / "*.csv"), format="raw", output=str(tmp_path / "local")))
     remote, local = outputs(tmp_path / "mem"), outputs(tmp_path / "local")
     assert remote == local

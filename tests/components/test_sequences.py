@@ -1,4 +1,5 @@
 """Definition 1 / Fig. 2 of the paper, truncation, padding and leave-one-out."""
+
 import random
 
 import pytest

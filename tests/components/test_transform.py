@@ -1,6 +1,6 @@
 """The Beam transform end to end on real files: accounting, quarantine, ordering, formats, CLI."""
+
 import glob
-import gzip
 import json
 import os
 import subprocess
@@ -17,8 +17,13 @@ from model_keras.input_fn import make_dataset
 HEADER = "timestamp,domain,user_id,item_id"  # any column order is accepted
 GOOD_USERS = [
     # u1: 4 events in two domains; u2: 3 events; both kept.
-    "100,Books,u1,b1", "200,Toys,u1,t1", "300,Books,u1,b2", "400,Toys,u1,t2",
-    "100,Books,u2,b1", "150,Books,u2,b3", "160,Toys,u2,t1",
+    "100,Books,u1,b1",
+    "200,Toys,u1,t1",
+    "300,Books,u1,b2",
+    "400,Toys,u1,t2",
+    "100,Books,u2,b1",
+    "150,Books,u2,b3",
+    "160,Toys,u2,t1",
 ]
 BROKEN_ROWS = {
     "wrong_field_count": "100,Books,u3",
@@ -74,8 +79,14 @@ def corpus_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus_out")
     allow = ["Books", "Toys"]
     stats = {
-        "log.csv": run_transform(TransformConfig(input=str(folder / "log.csv"), format="raw", output=str(out / "log"), max_len=6, domains=allow)),
-        "both": run_transform(TransformConfig(input=str(folder / "*"), format="raw", output=str(out / "both"), max_len=6, domains=allow)),
+        "log.csv": run_transform(
+            TransformConfig(
+                input=str(folder / "log.csv"), format="raw", output=str(out / "log"), max_len=6, domains=allow
+            )
+        ),
+        "both": run_transform(
+            TransformConfig(input=str(folder / "*"), format="raw", output=str(out / "both"), max_len=6, domains=allow)
+        ),
     }
     return folder, out, stats
 
@@ -146,19 +157,32 @@ def test_tab_separated_header_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    (tmp_path / "log.tsv").write_text("item_id\tuser_id\ttimestamp\tdomain\n" + "".join(f"i{k}\tu\t{k}\tD\n" for k in range(5)))
+    (tmp_path / "log.tsv").write_text(
+        "item_id\tuser_id\ttimestamp\tdomain\n" + "".join(f"i{k}\tu\t{k}\tD\n" for k in range(5))
+    )
     s = run_transform(TransformConfig(input=str(tmp_path / "log.tsv"), format="raw", output=str(tmp_path / "o1")))
     assert (s["rows_accepted"], s["users"]) == (5, 1)
-    table = pa.table({"user_id": ["u"] * 4 + [None], "item_id": ["a", "b", "c", "d", "e"], "domain": ["D"] * 5, "timestamp": [1, 2, 3, 4, 5]})
+    table = pa.table(
+        {
+            "user_id": ["u"] * 4 + [None],
+            "item_id": ["a", "b", "c", "d", "e"],
+            "domain": ["D"] * 5,
+            "timestamp": [1, 2, 3, 4, 5],
+        }
+    )
     pq.write_table(table, tmp_path / "log.parquet")
     s = run_transform(TransformConfig(input=str(tmp_path / "log.parquet"), format="raw", output=str(tmp_path / "o2")))
     assert (s["rows_accepted"], s["rejected_by_reason"]) == (4, {"missing_user_id": 1})
 
 
 def test_min_item_count_maps_rare_items_to_oov(tmp_path):
-    rows = ["user_id,item_id,domain,timestamp"] + [f"u{u},{'pop' if k % 2 else f'rare{u}{k}'},D,{k}" for u in range(3) for k in range(4)]
+    rows = ["user_id,item_id,domain,timestamp"] + [
+        f"u{u},{'pop' if k % 2 else f'rare{u}{k}'},D,{k}" for u in range(3) for k in range(4)
+    ]
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
-    run_transform(TransformConfig(input=str(tmp_path / "log.csv"), format="raw", output=str(tmp_path / "o"), min_item_count=2))
+    run_transform(
+        TransformConfig(input=str(tmp_path / "log.csv"), format="raw", output=str(tmp_path / "o"), min_item_count=2)
+    )
     vocab = Vocabulary.load(str(tmp_path / "o" / "vocabulary.json"))
     assert vocab.domain("D").items == ("pop",)
     (test, *_) = read_examples(tmp_path / "o", "test")
@@ -166,7 +190,9 @@ def test_min_item_count_maps_rare_items_to_oov(tmp_path):
 
 
 def test_rerun_replaces_old_shards(tmp_path):
-    (tmp_path / "a.csv").write_text("user_id,item_id,domain,timestamp\n" + "".join(f"u{u},i,D,{k}\n" for u in range(4) for k in range(3)))
+    (tmp_path / "a.csv").write_text(
+        "user_id,item_id,domain,timestamp\n" + "".join(f"u{u},i,D,{k}\n" for u in range(4) for k in range(3))
+    )
     out = tmp_path / "o"
     run_transform(TransformConfig(input=str(tmp_path / "a.csv"), format="raw", output=str(out)))
     (tmp_path / "a.csv").write_text("user_id,item_id,domain,timestamp\nu,i,D,1\nu,j,D,2\nu,k,D,3\n")
@@ -196,13 +222,19 @@ def test_embedded_sample_stats(sample_examples):
     _, stats = sample_examples
     assert (stats["rows_read"], stats["rows_rejected"], stats["users"]) == (16123, 0, 500)
     assert {k: v["interactions"] for k, v in stats["domains"].items()} == {
-        "Books": 4846, "Clothing_Shoes_and_Jewelry": 4765, "Sports_and_Outdoors": 2505, "Toys_and_Games": 2563, "Video_Games": 1444,
+        "Books": 4846,
+        "Clothing_Shoes_and_Jewelry": 4765,
+        "Sports_and_Outdoors": 2505,
+        "Toys_and_Games": 2563,
+        "Video_Games": 1444,
     }
     assert sum(d["test_users"] for d in stats["domains"].values()) == 500
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "components.transform", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "components.transform", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_fails_with_one_clear_message(tmp_path):
@@ -226,17 +258,27 @@ def test_cli_on_the_embedded_sample_prints_stats(tmp_path):
 
 @pytest.mark.slow
 def test_abxi_beauty_electronics(shared_data, tmp_path):
-    s = run_transform(TransformConfig(
-        input=str(shared_data / "amazon-beauty-electronics" / "abe_50_preprocessed.txt"), format="abxi",
-        output=str(tmp_path / "o"), domain_names=["Beauty", "Electronics"],
-    ))
+    s = run_transform(
+        TransformConfig(
+            input=str(shared_data / "amazon-beauty-electronics" / "abe_50_preprocessed.txt"),
+            format="abxi",
+            output=str(tmp_path / "o"),
+            domain_names=["Beauty", "Electronics"],
+        )
+    )
     assert (s["rows_read"], s["rows_accepted"], s["users"]) == (114129, 114129, 4474)
     assert {k: (v["items"], v["interactions"]) for k, v in s["domains"].items()} == {
-        "Beauty": (10379, 50329), "Electronics": (14188, 63800)}
+        "Beauty": (10379, 50329),
+        "Electronics": (14188, 63800),
+    }
 
 
 @pytest.mark.slow
 def test_s3rec_beauty(shared_data, tmp_path):
-    s = run_transform(TransformConfig(input=str(shared_data / "s3rec-beauty" / "Beauty.txt"), format="s3rec", output=str(tmp_path / "o")))
+    s = run_transform(
+        TransformConfig(
+            input=str(shared_data / "s3rec-beauty" / "Beauty.txt"), format="s3rec", output=str(tmp_path / "o")
+        )
+    )
     assert (s["rows_accepted"], s["users"], s["items"]) == (198502, 22363, 12101)
     assert list(s["domains"]) == ["Beauty"]

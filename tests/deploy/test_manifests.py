@@ -1,6 +1,7 @@
 """deploy/: every manifest checked field by field against the Kubernetes API models of the pinned
 `kubernetes` client (no cluster is reachable here, so `kubectl apply --dry-run` cannot run), and
 against what the pipeline writes (volume name, mount path, models.config, batching parameters)."""
+
 from pathlib import Path
 
 import kubernetes.client
@@ -27,8 +28,9 @@ def check_fields(value, type_name: str, where: str) -> None:
         for key, item in value.items():
             check_fields(item, type_name[5:-1].split(", ", 1)[1], f"{where}.{key}")
     elif type_name in PRIMITIVES:
-        assert isinstance(value, PRIMITIVES[type_name]) and not (type_name == "int" and isinstance(value, bool)), \
+        assert isinstance(value, PRIMITIVES[type_name]) and not (type_name == "int" and isinstance(value, bool)), (
             f"{where} must be {type_name}, got {value!r}"
+        )
     else:
         klass = getattr(kubernetes.client, type_name)
         fields = {json_key: attr for attr, json_key in klass.attribute_map.items()}
@@ -39,25 +41,37 @@ def check_fields(value, type_name: str, where: str) -> None:
 
 
 def documents():
-    return [(path.name, doc) for path in sorted(DEPLOY.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        (path.name, doc)
+        for path in sorted(DEPLOY.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 def by_kind(kind: str) -> list[dict]:
     return [doc for _name, doc in documents() if doc["kind"] == kind]
 
 
-@pytest.mark.parametrize("name, doc", [d for d in documents() if d[1]["apiVersion"] in ("v1", "apps/v1")],
-                         ids=lambda value: value if isinstance(value, str) else value["kind"])
+@pytest.mark.parametrize(
+    "name, doc",
+    [d for d in documents() if d[1]["apiVersion"] in ("v1", "apps/v1")],
+    ids=lambda value: value if isinstance(value, str) else value["kind"],
+)
 def test_kubernetes_manifests_match_the_api_models(name, doc):
     type_name = f"V1{doc['kind']}"
     check_fields(doc, type_name, f"{name}:{doc['kind']}")
-    kubernetes.client.ApiClient()._ApiClient__deserialize(doc, type_name)  # required fields present (client-side validation)
+    kubernetes.client.ApiClient()._ApiClient__deserialize(
+        doc, type_name
+    )  # required fields present (client-side validation)
 
 
 def test_tf_serving_reads_the_volume_the_pipeline_pushes_to():
     (deployment,) = by_kind("Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
+    }
     (pvc,) = by_kind("PersistentVolumeClaim")
     assert set(claims.values()) == {PipelineConfig().models_pvc} == {pvc["metadata"]["name"]}
     assert "ReadWriteMany" in pvc["spec"]["accessModes"]  # pipeline pods and serving pods on different nodes
@@ -75,10 +89,17 @@ def test_probes_ports_resources_and_prometheus():
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": 8500, "rest": 8501} and "--port=8500" in container["args"] and "--rest_api_port=8501" in container["args"]
+    assert (
+        ports == {"grpc": 8500, "rest": 8501}
+        and "--port=8500" in container["args"]
+        and "--rest_api_port=8501" in container["args"]
+    )
     assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{PipelineConfig().model_name}"
     assert container["livenessProbe"]["tcpSocket"]["port"] == "grpc"
-    assert set(container["resources"]["requests"]) == {"cpu", "memory"} and set(container["resources"]["limits"]) == {"cpu", "memory"}
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"} and set(container["resources"]["limits"]) == {
+        "cpu",
+        "memory",
+    }
     (service,) = by_kind("Service")
     assert {p["targetPort"] for p in service["spec"]["ports"]} == set(ports)
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
@@ -100,8 +121,14 @@ def test_kserve_alternative_points_at_the_same_models():
 def test_the_files_the_pusher_writes_parse_as_tf_serving_reads_them():
     config = text_format.Parse(models_config("syncrec"), model_server_config_pb2.ModelServerConfig())
     assert config.model_config_list.config[0].base_path == "/models/syncrec"
-    documented = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
-                  "pad_variable_length_inputs", "allowed_batch_sizes"}  # TF Serving's BatchingParameters
+    documented = {
+        "max_batch_size",
+        "batch_timeout_micros",
+        "max_enqueued_batches",
+        "num_batch_threads",
+        "pad_variable_length_inputs",
+        "allowed_batch_sizes",
+    }  # TF Serving's BatchingParameters
     keys = {line.split()[0].rstrip(":") for line in BATCHING_PARAMETERS.strip().splitlines()}
     assert keys <= documented
 
@@ -120,6 +147,9 @@ def test_tfjob_runs_the_trainer_on_several_workers():
     assert worker["replicas"] >= 2
     check_fields(worker["template"], "V1PodTemplateSpec", "tfjob.template")
     (container,) = worker["template"]["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "model_keras.train"] and "--set=distribution=multi_worker" in container["args"]
+    assert (
+        container["command"] == ["python", "-m", "model_keras.train"]
+        and "--set=distribution=multi_worker" in container["args"]
+    )
     claims = {v["persistentVolumeClaim"]["claimName"] for v in worker["template"]["spec"]["volumes"]}
     assert claims == {PipelineConfig().models_pvc}

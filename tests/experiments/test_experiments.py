@@ -1,4 +1,5 @@
 """Each report command end to end on the embedded sample with tiny settings (1 seed, 1 epoch)."""
+
 import json
 import subprocess
 import sys
@@ -12,7 +13,9 @@ TINY = ["--seeds", "1", "--max-len", "20", "--set", "epochs=1", "--set", "embed_
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "experiments", *args, *TINY], capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments", *args, *TINY], capture_output=True, text=True, timeout=900
+    )
 
 
 def check_outputs(out, name):
@@ -35,7 +38,14 @@ def test_compare_table_has_every_model_domain_and_metric(tmp_path):
     assert wider["syncrec"]["all"]["HR@10"]["mean"] < table["syncrec"]["all"]["HR@10"]["mean"]
     assert "999 negatives from the label's domain" in (tmp_path / "compare.999-domain.md").read_text()
     assert set(table) == {"syncrec", "gru4rec", "bprmf"}
-    assert set(table["syncrec"]) == {"Books", "Clothing_Shoes_and_Jewelry", "Sports_and_Outdoors", "Toys_and_Games", "Video_Games", "all"}
+    assert set(table["syncrec"]) == {
+        "Books",
+        "Clothing_Shoes_and_Jewelry",
+        "Sports_and_Outdoors",
+        "Toys_and_Games",
+        "Video_Games",
+        "all",
+    }
     assert set(table["bprmf"]["all"]["MRR"]) == {"mean", "std"} and table["bprmf"]["all"]["users"] == 500
     assert (tmp_path / "lambda.png").exists() and (tmp_path / "phi.png").exists()
 
@@ -44,23 +54,36 @@ def test_negative_transfer_ablation_and_sweep(tmp_path):
     result = run("negative-transfer", "--models", "syncrec", "--out", str(tmp_path / "nt"))
     assert result.returncode == 0, result.stderr[-3000:]
     table = check_outputs(tmp_path / "nt", "negative-transfer")
-    sdsr, cdsr, gain = table["sdsr"]["Books"]["MRR"]["mean"], table["cdsr"]["syncrec"]["Books"]["MRR"]["mean"], table["improvement"]["syncrec"]["Books"]["MRR"]["mean"]
+    sdsr, cdsr, gain = (
+        table["sdsr"]["Books"]["MRR"]["mean"],
+        table["cdsr"]["syncrec"]["Books"]["MRR"]["mean"],
+        table["improvement"]["syncrec"]["Books"]["MRR"]["mean"],
+    )
     assert gain == pytest.approx(100 * (cdsr - sdsr) / sdsr)
     assert "domains with negative transfer" in result.stdout
     result = run("ablation", "--out", str(tmp_path / "ab"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path / "ab", "ablation")) == {"syncrec", "w/o LC-NTG", "w/o SC-MIM", "w/o ACMoE", "causal gates"}
+    assert set(check_outputs(tmp_path / "ab", "ablation")) == {
+        "syncrec",
+        "w/o LC-NTG",
+        "w/o SC-MIM",
+        "w/o ACMoE",
+        "causal gates",
+    }
     result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path / "sw"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path / "sw", "sweep")) == {"num_experts=2", "num_experts=3"}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--models", "syncrec,bert4rec"], "unknown model(s) ['bert4rec']"),
-    (["--report-also", "lots"], "--report-also 'lots' must be NEGATIVES:domain"),
-    (["--negatives", "0"], "whole number in [1, 100000]"),
-    (["--set", "num_cross_experts=4"], "num_cross_experts j=4 must be in [1, K-1]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "syncrec,bert4rec"], "unknown model(s) ['bert4rec']"),
+        (["--report-also", "lots"], "--report-also 'lots' must be NEGATIVES:domain"),
+        (["--negatives", "0"], "whole number in [1, 100000]"),
+        (["--set", "num_cross_experts=4"], "num_cross_experts j=4 must be in [1, K-1]"),
+    ],
+)
 def test_bad_arguments_are_one_clear_error_before_any_work(tmp_path, args, message):
     result = run("compare", *args, "--out", str(tmp_path))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -71,5 +94,6 @@ def test_aggregate_mean_and_std():
     def run_result(v):
         metrics = {m: v for m in ("HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")}
         return {"domains": {"A": {**metrics, "users": 3}}, "all": {**metrics, "users": 3}}
+
     table = aggregate({"m": {"seeds": [run_result(0.2), run_result(0.4)]}})
     assert table["m"]["A"]["MRR"]["mean"] == pytest.approx(0.3) and table["m"]["A"]["MRR"]["std"] == pytest.approx(0.1)

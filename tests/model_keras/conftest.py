@@ -1,4 +1,5 @@
 """A tiny model over the embedded sample's examples, shared by the model tests."""
+
 import pytest
 
 from schemas.vocabulary import Vocabulary
@@ -20,9 +21,18 @@ def batch(sample_examples, vocab):
 @pytest.fixture
 def make_model(vocab, batch):
     def build(**overrides):
-        values = dict(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=20, embed_dim=16,
-                      num_experts=4, num_cross_experts=1, num_blocks=1, dropout=0.0)
+        values = dict(
+            num_items=vocab.num_items,
+            num_domains=vocab.num_domains,
+            max_len=20,
+            embed_dim=16,
+            num_experts=4,
+            num_cross_experts=1,
+            num_blocks=1,
+            dropout=0.0,
+        )
         values.update(overrides)
         model = SyNCRec(ModelConfig(**values), [(d.start, d.end) for d in vocab.domains], vocab.domain_names)
         return model.build_for(batch)
+
     return build

@@ -1,4 +1,5 @@
 """Eq. 2 and 4: tf.stop_gradient routes each task's gradient to its own experts only."""
+
 import tensorflow as tf
 
 

@@ -1,4 +1,5 @@
 """Model settings: every value checked for type and range before any work, presets, the --set parser."""
+
 import pytest
 
 from model_keras.config import PRESETS, ModelConfig, parse_settings
@@ -6,27 +7,35 @@ from model_keras.config import PRESETS, ModelConfig, parse_settings
 
 def test_settings_parser_reads_json_values_and_keeps_strings():
     assert parse_settings(["epochs=3", "model.num_experts=5", "loss=bpr", "use_lc_ntg=false", "dropout=0.1"]) == {
-        "epochs": 3, "model.num_experts": 5, "loss": "bpr", "use_lc_ntg": False, "dropout": 0.1}
+        "epochs": 3,
+        "model.num_experts": 5,
+        "loss": "bpr",
+        "use_lc_ntg": False,
+        "dropout": 0.1,
+    }
     with pytest.raises(ValueError, match="key=value"):
         parse_settings(["epochs"])
 
 
-@pytest.mark.parametrize("setting, message", [
-    ({"epochs": "abc"}, "epochs must be a whole number"),
-    ({"epochs": -1}, r"epochs must be in \[1"),
-    ({"epochs": 0}, r"epochs must be in \[1"),
-    ({"embed_dim": 0}, r"embed_dim must be in \[1"),
-    ({"dropout": 2}, r"dropout must be in \[0, 1\)"),
-    ({"batch_size": 100_000_000}, r"batch_size must be in \[1, 65536\]"),
-    ({"learning_rate": -1}, r"learning_rate must be in \(0, 10\]"),
-    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
-    ({"num_cross_experts": 99}, r"num_cross_experts j=99 must be in \[1, K-1\]"),
-    ({"num_experts": 2, "num_cross_experts": 2}, r"must be in \[1, K-1\] = \[1, 1\]"),
-    ({"num_cross_experts": 0}, r"must be in \[1, K-1\]"),
-    ({"use_lc_ntg": "yes"}, "use_lc_ntg must be true or false"),
-    ({"loss_reduction": "median"}, "loss_reduction must be one of"),
-    ({"patience": -3}, r"patience must be in \[0"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"epochs": "abc"}, "epochs must be a whole number"),
+        ({"epochs": -1}, r"epochs must be in \[1"),
+        ({"epochs": 0}, r"epochs must be in \[1"),
+        ({"embed_dim": 0}, r"embed_dim must be in \[1"),
+        ({"dropout": 2}, r"dropout must be in \[0, 1\)"),
+        ({"batch_size": 100_000_000}, r"batch_size must be in \[1, 65536\]"),
+        ({"learning_rate": -1}, r"learning_rate must be in \(0, 10\]"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+        ({"num_cross_experts": 99}, r"num_cross_experts j=99 must be in \[1, K-1\]"),
+        ({"num_experts": 2, "num_cross_experts": 2}, r"must be in \[1, K-1\] = \[1, 1\]"),
+        ({"num_cross_experts": 0}, r"must be in \[1, K-1\]"),
+        ({"use_lc_ntg": "yes"}, "use_lc_ntg must be true or false"),
+        ({"loss_reduction": "median"}, "loss_reduction must be one of"),
+        ({"patience": -3}, r"patience must be in \[0"),
+    ],
+)
 def test_bad_settings_fail_before_any_work_naming_the_setting(setting, message):
     with pytest.raises(ValueError, match=message):
         ModelConfig.from_dict(setting).validate_settings()
@@ -52,8 +61,19 @@ def test_unknown_settings_and_presets_are_named():
 
 def test_paper_preset_is_the_papers_configuration_and_can_be_overridden():
     config = ModelConfig.from_dict({"preset": "paper"}).validate_settings()
-    assert (config.embed_dim, config.max_len, config.batch_size, config.num_experts, config.num_blocks) == (128, 128, 128, 4, 2)
-    assert (config.loss, config.loss_reduction, config.lambda_scale, config.learn_temperature) == ("eq8", "sum", "one", False)
+    assert (config.embed_dim, config.max_len, config.batch_size, config.num_experts, config.num_blocks) == (
+        128,
+        128,
+        128,
+        4,
+        2,
+    )
+    assert (config.loss, config.loss_reduction, config.lambda_scale, config.learn_temperature) == (
+        "eq8",
+        "sum",
+        "one",
+        False,
+    )
     assert config.num_cross_experts == 1  # j = 0.2K, at least one
     assert ModelConfig.from_dict({"preset": "paper", "embed_dim": 32}).embed_dim == 32
     assert set(PRESETS["paper"]) <= {f for f in ModelConfig().to_dict()}

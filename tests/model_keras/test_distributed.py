@@ -1,5 +1,6 @@
 """Multi-worker training: two worker processes (TF_CONFIG on loopback) compute what one worker does
 with the same global batch: the same epoch losses, the same lambda, the same valid metrics."""
+
 import json
 import os
 import socket
@@ -9,8 +10,16 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.slow
-SETTINGS = ["epochs=2", "patience=0", "embed_dim=16", "num_blocks=1", "dropout=0.0", "batch_size=64", "seed=3",
-            "distribution=multi_worker"]
+SETTINGS = [
+    "epochs=2",
+    "patience=0",
+    "embed_dim=16",
+    "num_blocks=1",
+    "dropout=0.0",
+    "batch_size=64",
+    "seed=3",
+    "distribution=multi_worker",
+]
 LOSS_TOLERANCE = 1e-4  # relative: the same arithmetic summed in another order across processes
 METRIC_TOLERANCE = 2e-3  # absolute: a near-tie between two candidates may flip after two epochs of updates
 
@@ -29,11 +38,29 @@ def train(examples, output, workers: int) -> dict:
     ports = free_ports(workers)
     processes = []
     for index in range(workers):
-        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        tf_config = {
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+            "task": {"type": "worker", "index": index},
+        }
         env = dict(os.environ, TF_CONFIG=json.dumps(tf_config))
-        processes.append(subprocess.Popen([sys.executable, "-m", "model_keras.train", "--examples", str(examples), "--output", str(output),
-                                           *[a for s in SETTINGS for a in ("--set", s)]], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "model_keras.train",
+                    "--examples",
+                    str(examples),
+                    "--output",
+                    str(output),
+                    *[a for s in SETTINGS for a in ("--set", s)],
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = [p.communicate(timeout=1200) for p in processes]
     for process, (_out, err) in zip(processes, results):
         assert process.returncode == 0, err[-3000:]
@@ -52,7 +79,9 @@ def test_two_workers_give_one_workers_losses(runs):
         for a, b in zip(one["loss_history"][term], two["loss_history"][term]):
             assert b == pytest.approx(a, rel=LOSS_TOLERANCE), term
     lambdas = sorted(k for k in one["loss_history"] if k.startswith("lambda/"))
-    assert lambdas and all(two["loss_history"][k] == pytest.approx(one["loss_history"][k], rel=LOSS_TOLERANCE) for k in lambdas)
+    assert lambdas and all(
+        two["loss_history"][k] == pytest.approx(one["loss_history"][k], rel=LOSS_TOLERANCE) for k in lambdas
+    )
 
 
 def test_two_workers_give_one_workers_valid_metrics(runs):

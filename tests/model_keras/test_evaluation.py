@@ -1,4 +1,5 @@
 """Metrics against hand-computed rankings; the sampler's protocol; popularity scoring."""
+
 import math
 
 import numpy as np
@@ -48,7 +49,9 @@ def test_small_domain_and_all_items_pool():
     neg = NegativeSampler(vocab, EvalProtocol()).sample("u", b.domain_id, {b.start + 1})
     assert len(neg) == 99 and set(neg.tolist()) == set(range(b.start + 2, b.end))  # 29 left: all used, repeats allowed
     pooled = NegativeSampler(vocab, EvalProtocol(pool="all")).sample("u", b.domain_id, set())
-    assert {vocab.domain_of_item(int(n)) for n in pooled} == {1, 2} and not {d.oov_id for d in vocab.domains} & set(pooled.tolist())
+    assert {vocab.domain_of_item(int(n)) for n in pooled} == {1, 2} and not {d.oov_id for d in vocab.domains} & set(
+        pooled.tolist()
+    )
 
 
 def test_popularity_and_protocols_on_the_sample(sample_examples, vocab):

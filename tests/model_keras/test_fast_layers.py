@@ -1,4 +1,5 @@
 """FastDropout and LayerNorm: the same math as Keras' layers, cheaper on CPU."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,7 +14,9 @@ def test_fast_dropout_keeps_with_the_right_probability_and_scale():
     assert np.mean(y != 0) == pytest.approx(0.8, abs=0.003)
     assert set(np.unique(y)) == {0.0, np.float32(1.25)}
     assert not np.array_equal(y, layer(x, training=True).numpy())  # a fresh mask every call
-    assert np.array_equal(layer(x, training=False).numpy(), x.numpy()) and np.array_equal(FastDropout(0.0)(x, training=True), x)
+    assert np.array_equal(layer(x, training=False).numpy(), x.numpy()) and np.array_equal(
+        FastDropout(0.0)(x, training=True), x
+    )
 
 
 def test_fast_dropout_is_reproducible_under_a_seed():
@@ -29,7 +32,10 @@ def test_layer_norm_matches_keras():
     ours, keras = LayerNorm(1e-6), tf.keras.layers.LayerNormalization(epsilon=1e-6)
     ours.build(x.shape)
     keras.build(x.shape)
-    weights = [np.random.default_rng(0).normal(size=16).astype("float32"), np.random.default_rng(1).normal(size=16).astype("float32")]
+    weights = [
+        np.random.default_rng(0).normal(size=16).astype("float32"),
+        np.random.default_rng(1).normal(size=16).astype("float32"),
+    ]
     ours.set_weights(weights)
     keras.set_weights(weights)
     np.testing.assert_allclose(ours(x), keras(x), atol=1e-5)

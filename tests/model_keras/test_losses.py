@@ -1,4 +1,5 @@
 """Eq. 8-18 on hand-made tensors, and the model-level properties (PAD, lambda state, variants)."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,8 +11,12 @@ def test_pairwise_losses_match_their_formulas():
     pos, neg = tf.constant([2.0, -1.0]), tf.constant([0.5, 0.5])
     sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     np.testing.assert_allclose(losses.pairwise_loss(pos, neg, "bpr"), -np.log(sig(np.array([1.5, -1.5]))), rtol=1e-5)
-    np.testing.assert_allclose(losses.pairwise_loss(pos, neg, "bce"), -np.log(sig(np.array([2.0, -1.0]))) - np.log(1 - sig(0.5)), rtol=1e-5)
-    np.testing.assert_allclose(losses.pairwise_loss(pos, neg, "eq8"), -np.log(sig(sig(np.array([2.0, -1.0])) - sig(0.5))), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.pairwise_loss(pos, neg, "bce"), -np.log(sig(np.array([2.0, -1.0]))) - np.log(1 - sig(0.5)), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        losses.pairwise_loss(pos, neg, "eq8"), -np.log(sig(sig(np.array([2.0, -1.0])) - sig(0.5))), rtol=1e-5
+    )
     with pytest.raises(ValueError):
         losses.pairwise_loss(pos, neg, "hinge")
 
@@ -95,7 +100,9 @@ def test_pad_positions_change_no_loss(make_model, batch):
     def run():
         tf.random.set_seed(11)  # the same negatives both times
         terms = model.compute_losses(batch, training=False)
-        return {k: float(terms[k]) for k in ("loss", "single_loss", "cross_loss", "mim_loss")}, model.user_representation(batch["item"]).numpy()
+        return {
+            k: float(terms[k]) for k in ("loss", "single_loss", "cross_loss", "mim_loss")
+        }, model.user_representation(batch["item"]).numpy()
 
     before, rep_before = run()
     table = model.embedding.items.embeddings
@@ -111,7 +118,9 @@ def test_train_step_updates_lambda_state_and_reports_every_term(make_model, batc
     assert np.all(model.ntg_lambda.numpy() == 0)  # Eq. 11: lambda starts at 0
     logs = model.train_on_batch(batch, return_dict=True)
     assert {"loss", "single_loss", "cross_loss", "mim_loss"} <= set(logs)
-    assert {f"phi/{d}" for d in vocab.domain_names} <= set(logs) and {f"lambda/{d}" for d in vocab.domain_names} <= set(logs)
+    assert {f"phi/{d}" for d in vocab.domain_names} <= set(logs) and {f"lambda/{d}" for d in vocab.domain_names} <= set(
+        logs
+    )
     assert model.ntg_lambda.numpy().sum() == pytest.approx(1.0)
     assert any(w is model.ntg_lambda for w in model.non_trainable_weights)
     trainable = {id(w) for w in model.trainable_weights}
@@ -125,14 +134,18 @@ def test_variants_change_the_total_loss(make_model, batch):
     tf.keras.utils.set_random_seed(1)
     full = make_model(eta=0.5)
     weights = full.get_weights()
+
     def total(**overrides):
         model = make_model(eta=0.5, **overrides)
         model.set_weights(weights)
         tf.random.set_seed(3)
         return model.compute_losses(batch, training=False)
+
     tf.random.set_seed(3)
     terms = full.compute_losses(batch, training=False)
-    assert float(terms["loss"]) == pytest.approx(0.5 * float(terms["single_loss"] + terms["cross_loss"]) + 0.5 * float(terms["mim_loss"]), rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(
+        0.5 * float(terms["single_loss"] + terms["cross_loss"]) + 0.5 * float(terms["mim_loss"]), rel=1e-5
+    )
     no_mim = total(use_sc_mim=False)
     assert float(no_mim["loss"]) == pytest.approx(0.5 * float(no_mim["single_loss"] + no_mim["cross_loss"]), rel=1e-5)
     sdsr = total(mode="sdsr")
@@ -144,8 +157,13 @@ def test_keras_3_is_refused_with_the_fix():
     import sys
 
     code = "import tensorflow as tf; tf.keras.layers.Dense; import model_keras.model"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"},
+    )
     assert result.returncode != 0 and "Import model_keras first" in result.stderr
 
 
@@ -170,13 +188,15 @@ def test_trimming_padding_changes_no_output(make_model, batch):
     model = make_model()
     lengths = tf.reduce_sum(tf.cast(batch["item"] > 0, tf.int32), axis=1).numpy()
     short, longest = int(np.argmin(lengths)), int(np.argmax(lengths))
-    one = {k: v[short:short + 1] for k, v in batch.items()}
+    one = {k: v[short : short + 1] for k, v in batch.items()}
     both = {k: tf.gather(v, [short, longest]) for k, v in batch.items()}
     y_one, y_both = model(one).numpy()[0], model(both).numpy()[0]
     real = lengths[short]
     assert y_one.shape[0] < y_both.shape[0]  # the short batch was trimmed
     np.testing.assert_allclose(y_one[-real:], y_both[-real:], atol=1e-5)
-    np.testing.assert_allclose(model.user_representation(one["item"]), model.user_representation(both["item"])[:1], atol=1e-5)
+    np.testing.assert_allclose(
+        model.user_representation(one["item"]), model.user_representation(both["item"])[:1], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -186,7 +206,7 @@ def test_causal_gates_do_not_see_the_targets(make_model, batch, causal):
     model = make_model(causal_gates=causal)
     lengths = tf.reduce_sum(tf.cast(batch["item"] > 0, tf.int32), axis=1).numpy()
     row = int(np.argmax(lengths))
-    features = {k: v[row:row + 1] for k, v in batch.items()}
+    features = {k: v[row : row + 1] for k, v in batch.items()}
     t = features["item"].shape[1] - 3  # change the input two steps before the end
     changed = dict(features, item=tf.tensor_scatter_nd_update(features["item"], [[0, t]], [features["item"][0, t] + 1]))
     moved = np.abs(model(changed).numpy()[0, :t] - model(features).numpy()[0, :t]).max()
@@ -196,7 +216,9 @@ def test_causal_gates_do_not_see_the_targets(make_model, batch, causal):
 def test_causal_gate_at_the_last_step_is_eq_3s_gate(make_model, batch):
     model = make_model(causal_gates=True)
     e = model.embed(batch["item"])[:, tf.newaxis]
-    np.testing.assert_allclose(model.acmoe.cross_gate(e, causal=True)[:, 0, -1], model.acmoe.cross_gate(e, causal=False)[:, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        model.acmoe.cross_gate(e, causal=True)[:, 0, -1], model.acmoe.cross_gate(e, causal=False)[:, 0], atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("architecture", ["syncrec", "sasrec"])
@@ -209,8 +231,15 @@ def test_inference_computes_the_last_step_of_the_training_path(make_model, batch
         from model_keras.baselines import SASRec
         from model_keras.config import ModelConfig
 
-        config = ModelConfig(num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=20, embed_dim=16, num_blocks=2,
-                             dropout=0.0, architecture="sasrec")
+        config = ModelConfig(
+            num_items=vocab.num_items,
+            num_domains=vocab.num_domains,
+            max_len=20,
+            embed_dim=16,
+            num_blocks=2,
+            dropout=0.0,
+            architecture="sasrec",
+        )
         model = SASRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(batch)
         full = model.encode_sequence(batch["item"])[:, -1]
     np.testing.assert_allclose(model.user_representation(batch["item"]), full, atol=1e-5)

@@ -1,4 +1,5 @@
 """Training on the embedded sample, resume, and the exported serving signature."""
+
 import glob
 import json
 import os
@@ -31,7 +32,9 @@ def test_training_lowers_every_loss_and_beats_popularity(trained, sample_example
     history = summary["loss_history"]
     for term in ("loss", "single_loss", "cross_loss", "mim_loss"):
         assert history[term][-1] < history[term][0], term
-    popularity = evaluate(PopularityScorer.from_examples(str(sample_examples[0]), vocab), str(sample_examples[0]), "valid", vocab)
+    popularity = evaluate(
+        PopularityScorer.from_examples(str(sample_examples[0]), vocab), str(sample_examples[0]), "valid", vocab
+    )
     assert summary["valid"]["all"]["NDCG@10"] > popularity["all"]["NDCG@10"]
     assert summary["valid"]["all"]["users"] == 500
     assert glob.glob(str(out / "logs" / "train" / "events.out.tfevents.*"))  # TensorBoard
@@ -54,13 +57,19 @@ def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
     assert set(serve.structured_outputs) == {"item_ids", "scores"}
     books, toys = vocab.domain("Books"), vocab.domain("Toys_and_Games")
-    history = tf.constant([[0, books.start + 1, toys.start + 2], [books.start + 3, books.start + 4, books.start + 5]], tf.int32)
-    result = serve(history_items=history, target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32), k=tf.constant(7))
+    history = tf.constant(
+        [[0, books.start + 1, toys.start + 2], [books.start + 3, books.start + 4, books.start + 5]], tf.int32
+    )
+    result = serve(
+        history_items=history, target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32), k=tf.constant(7)
+    )
     ids, scores = result["item_ids"].numpy(), result["scores"].numpy()
     assert ids.shape == (2, 7) and scores.dtype == np.float32
     assert all(toys.start < i < toys.end for i in ids[0]) and all(books.start < i < books.end for i in ids[1])
     assert (np.diff(scores, axis=1) <= 0).all()
-    assert serve(history_items=history, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant(3))["item_ids"].shape == (2, 3)
+    assert serve(history_items=history, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant(3))[
+        "item_ids"
+    ].shape == (2, 3)
     config = json.loads((out / "saved_model" / "assets.extra" / "model_config.json").read_text())
     assert config["embed_dim"] == 32
 
@@ -73,30 +82,54 @@ def test_string_signatures_agree_with_the_id_signature(trained, vocab):
     raw = [[books.items[0], toys.items[1], ""], [books.items[2], books.items[3], books.items[4]]]
     raw_domains = [["Books", "Toys_and_Games", ""], ["Books"] * 3]
     ids = [[books.start + 1, toys.start + 2, 0], [books.start + 3, books.start + 4, books.start + 5]]
-    by_name = loaded.signatures["serving_default"](history_items=tf.constant(raw), history_domains=tf.constant(raw_domains),
-                                                   target_domain=tf.constant(["Toys_and_Games", "Books"]), k=tf.constant(5))
-    by_id = loaded.signatures["recommend_ids"](history_items=tf.constant(ids, tf.int32), target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32), k=tf.constant(5))
+    by_name = loaded.signatures["serving_default"](
+        history_items=tf.constant(raw),
+        history_domains=tf.constant(raw_domains),
+        target_domain=tf.constant(["Toys_and_Games", "Books"]),
+        k=tf.constant(5),
+    )
+    by_id = loaded.signatures["recommend_ids"](
+        history_items=tf.constant(ids, tf.int32),
+        target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32),
+        k=tf.constant(5),
+    )
     names = [[vocab.item_name(int(i)) for i in row] for row in by_id["item_ids"].numpy()]
     assert [[x.decode() for x in row] for row in by_name["item_ids"].numpy()] == names
     np.testing.assert_allclose(by_name["scores"], by_id["scores"], rtol=1e-5)
     # score_items gives the same scores for those items; an unknown item scores as its domain's OOV
-    scored = loaded.signatures["score_items"](history_items=tf.constant(raw), history_domains=tf.constant(raw_domains),
-                                              target_domain=tf.constant(["Toys_and_Games", "Books"]), candidate_items=tf.constant([n[:2] for n in names]))
+    scored = loaded.signatures["score_items"](
+        history_items=tf.constant(raw),
+        history_domains=tf.constant(raw_domains),
+        target_domain=tf.constant(["Toys_and_Games", "Books"]),
+        candidate_items=tf.constant([n[:2] for n in names]),
+    )
     np.testing.assert_allclose(scored["scores"], by_id["scores"].numpy()[:, :2], rtol=1e-5)
-    unknown = loaded.signatures["score_items"](history_items=tf.constant([["never-seen"]]), history_domains=tf.constant([["Books"]]),
-                                               target_domain=tf.constant(["Books"]), candidate_items=tf.constant([["also-unknown", "[OOV:Books]"]]))
+    unknown = loaded.signatures["score_items"](
+        history_items=tf.constant([["never-seen"]]),
+        history_domains=tf.constant([["Books"]]),
+        target_domain=tf.constant(["Books"]),
+        candidate_items=tf.constant([["also-unknown", "[OOV:Books]"]]),
+    )
     assert np.isfinite(unknown["scores"].numpy()).all()
     with pytest.raises(tf.errors.InvalidArgumentError, match="known domains"):
-        loaded.signatures["serving_default"](history_items=tf.constant([["x"]]), history_domains=tf.constant([["Books"]]),
-                                             target_domain=tf.constant(["Cars"]), k=tf.constant(3))
+        loaded.signatures["serving_default"](
+            history_items=tf.constant([["x"]]),
+            history_domains=tf.constant([["Books"]]),
+            target_domain=tf.constant(["Cars"]),
+            k=tf.constant(3),
+        )
 
 
 @pytest.mark.slow
 def test_saved_model_cli_shows_the_signature(trained):
     out, _ = trained
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run([cli, "show", "--dir", str(out / "saved_model"), "--tag_set", "serve", "--signature_def", "serving_default"],
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [cli, "show", "--dir", str(out / "saved_model"), "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     for name in ("history_items", "target_domain", "item_ids", "scores"):
         assert name in shown.stdout
@@ -110,7 +143,9 @@ def test_resume_continues_from_the_last_epoch(sample_examples, tmp_path):
     second = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0)
     assert second["epochs_run"] == 1 and second["valid_history"][-1]["epoch"] == 2 and second["last_epoch"] == 2
     # a finished run found again trains nothing and comes back with its selected weights
-    third = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0, export=False)
+    third = run_fn(
+        str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0, export=False
+    )
     assert third["epochs_run"] == 0 and third["best_epoch"] == second["best_epoch"]
     assert third["valid"]["all"]["NDCG@10"] == pytest.approx(second["valid"]["all"]["NDCG@10"], abs=1e-9)
 
@@ -121,14 +156,28 @@ def test_left_pad_history_adds_sos_and_keeps_the_most_recent():
 
 
 def test_train_cli_names_a_missing_examples_dir(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "model_keras.train", "--examples", str(tmp_path), "--output", str(tmp_path / "m")],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "run `python -m components.transform" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "model_keras.train", "--examples", str(tmp_path), "--output", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        result.returncode == 2
+        and "run `python -m components.transform" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 @pytest.mark.slow
 def test_early_stopping_keeps_the_best_epoch_and_says_so(sample_examples, tmp_path):
-    summary = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(SMALL, epochs=30, patience=2)), verbose=0, export=False)
+    summary = run_fn(
+        str(sample_examples[0]),
+        str(tmp_path),
+        ModelConfig(**dict(SMALL, epochs=30, patience=2)),
+        verbose=0,
+        export=False,
+    )
     history = [h["NDCG@10"] for h in summary["valid_history"]]
     assert summary["stopped_early"] and summary["last_epoch"] == summary["best_epoch"] + 2 < 30
     assert history[summary["best_epoch"] - 1] == max(history) == summary["valid"]["all"]["NDCG@10"]
@@ -140,8 +189,16 @@ def test_a_diverged_run_stops_with_a_clear_error_and_exports_nothing(trained, sa
     model = summary["model"]
     weights = model.get_weights()
     model.set_weights([np.full_like(w, np.nan) for w in weights])  # a model that diverged
-    broken = _export(model, model.config, Vocabulary.load(str(sample_examples[0] / "vocabulary.json")), str(tmp_path / "broken"))
+    broken = _export(
+        model, model.config, Vocabulary.load(str(sample_examples[0] / "vocabulary.json")), str(tmp_path / "broken")
+    )
     model.set_weights(weights)
     with pytest.raises(TrainingDiverged, match="training diverged.*lower learning_rate"):
-        run_fn(str(sample_examples[0]), str(tmp_path / "next"), ModelConfig(**dict(SMALL, epochs=1)), warm_start=broken, verbose=0)
+        run_fn(
+            str(sample_examples[0]),
+            str(tmp_path / "next"),
+            ModelConfig(**dict(SMALL, epochs=1)),
+            warm_start=broken,
+            verbose=0,
+        )
     assert not (tmp_path / "next" / "saved_model").exists()

@@ -1,4 +1,5 @@
 """A fake Kubeflow Pipelines API (v2beta1 REST) on loopback that records what kfp.Client sends."""
+
 from __future__ import annotations
 
 import json

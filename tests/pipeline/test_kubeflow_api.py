@@ -1,4 +1,5 @@
 """submit and schedule against a fake Kubeflow Pipelines API: the request bodies the CLI sends."""
+
 import json
 import subprocess
 import sys
@@ -39,10 +40,17 @@ def test_submit_sends_the_spec_the_parameters_and_the_experiment():
     assert parameters["cache_dir"] == "" and json.loads(parameters["model_settings"])["epochs"] == 3
     pipeline_spec, platform = spec_of(run)
     assert {"train-model", "evaluate-model", "push-model", "write-report"} <= set(all_tasks(pipeline_spec))
-    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if "platforms" in platform else \
-        platform["kubernetes"]["deploymentSpec"]["executors"]
+    executors = (
+        platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        if "platforms" in platform
+        else platform["kubernetes"]["deploymentSpec"]["executors"]
+    )
     assert all("pvcMount" in executors[f"exec-{task}"] for task in USES_MODELS_VOLUME)
-    assert all(t.get("cachingOptions", {}).get("enableCache") for n, t in all_tasks(pipeline_spec).items() if not n.startswith("condition"))
+    assert all(
+        t.get("cachingOptions", {}).get("enableCache")
+        for n, t in all_tasks(pipeline_spec).items()
+        if not n.startswith("condition")
+    )
 
 
 def test_submit_without_cache_turns_kubeflow_caching_off():
@@ -70,13 +78,35 @@ def test_schedule_creates_then_replaces_a_recurring_run_of_the_same_name():
 
 def test_cli_submit_and_schedule_against_the_fake_api():
     with FakeKubeflow() as fake:
-        submitted = subprocess.run([sys.executable, "-m", "pipeline", "submit", "--endpoint", fake.endpoint, "--set", "epochs=2"],
-                                   capture_output=True, text=True, timeout=300)
-        scheduled = subprocess.run([sys.executable, "-m", "pipeline", "schedule", "--endpoint", fake.endpoint, "--cron", "0 3 * * *",
-                                    "--no-cache"], capture_output=True, text=True, timeout=300)
+        submitted = subprocess.run(
+            [sys.executable, "-m", "pipeline", "submit", "--endpoint", fake.endpoint, "--set", "epochs=2"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        scheduled = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "schedule",
+                "--endpoint",
+                fake.endpoint,
+                "--cron",
+                "0 3 * * *",
+                "--no-cache",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         runs, jobs = list(fake.runs), list(fake.recurring.values())
     assert submitted.returncode == 0 and f"submitted run {runs[0]}" in submitted.stdout, submitted.stderr[-2000:]
-    assert scheduled.returncode == 0 and "scheduled recurring run" in scheduled.stdout and "(0 0 3 * * *)" in scheduled.stdout
+    assert (
+        scheduled.returncode == 0
+        and "scheduled recurring run" in scheduled.stdout
+        and "(0 0 3 * * *)" in scheduled.stdout
+    )
     assert not any(t.get("cachingOptions", {}).get("enableCache") for t in all_tasks(spec_of(jobs[0])[0]).values())
 
 

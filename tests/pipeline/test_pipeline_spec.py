@@ -1,4 +1,5 @@
 """Pipeline construction, the golden pipeline.yaml, the Kubeflow platform spec, and configuration."""
+
 import dataclasses
 import re
 import subprocess
@@ -8,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import KubeflowConfig, PipelineConfig, load_config, pipeline_arguments, pipeline_parameters, runtime_fields
+from pipeline.config import (
+    KubeflowConfig,
+    PipelineConfig,
+    load_config,
+    pipeline_arguments,
+    pipeline_parameters,
+    runtime_fields,
+)
 from pipeline.kfp_pipeline import USES_MODELS_VOLUME
 from pipeline.kubeflow import compile_pipeline, normalise_cron
 
@@ -28,25 +36,44 @@ def spec():
 
 def test_checked_in_pipeline_yaml_matches_the_code(tmp_path):
     fresh = compile_pipeline(str(tmp_path / "pipeline.yaml"), image="example.org/syncrec:test")
-    assert normalise(Path(fresh).read_text()) == normalise((REPO / "pipeline.yaml").read_text()), \
+    assert normalise(Path(fresh).read_text()) == normalise((REPO / "pipeline.yaml").read_text()), (
         "pipeline.yaml is stale: run `python -m pipeline compile --output pipeline.yaml`"
+    )
 
 
 def test_decisions_are_steps_of_the_graph(spec):
     pipeline_spec, _ = spec
     tasks = pipeline_spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"import-schema", "transform-examples", "validate-examples", "resolve-baseline", "train-model",
-                          "evaluate-model", "condition-branches-1", "write-report"}
-    assert set(tasks["train-model"]["dependentTasks"]) == {"transform-examples", "validate-examples", "resolve-baseline"}
+    assert set(tasks) == {
+        "import-schema",
+        "transform-examples",
+        "validate-examples",
+        "resolve-baseline",
+        "train-model",
+        "evaluate-model",
+        "condition-branches-1",
+        "write-report",
+    }
+    assert set(tasks["train-model"]["dependentTasks"]) == {
+        "transform-examples",
+        "validate-examples",
+        "resolve-baseline",
+    }
     assert "resolve-baseline" in tasks["evaluate-model"]["dependentTasks"]
     branches = pipeline_spec["components"]["comp-condition-branches-1"]["dag"]["tasks"]
     conditions = {name: task["triggerPolicy"]["condition"] for name, task in branches.items()}
     assert any("blessed" in c and "== true" in c for c in conditions.values())  # the Pusher runs only when blessed
-    pushed = [c for c in pipeline_spec["components"] if c.startswith("comp-condition-") and "push-model" in
-              pipeline_spec["components"][c].get("dag", {}).get("tasks", {})]
+    pushed = [
+        c
+        for c in pipeline_spec["components"]
+        if c.startswith("comp-condition-")
+        and "push-model" in pipeline_spec["components"][c].get("dag", {}).get("tasks", {})
+    ]
     assert pushed, "push-model must sit inside the dsl.If branch"
-    assert "Output" in pipeline_spec["components"]["comp-evaluate-model"]["outputDefinitions"]["parameters"] or \
-        "blessed" in pipeline_spec["components"]["comp-evaluate-model"]["outputDefinitions"]["parameters"]
+    assert (
+        "Output" in pipeline_spec["components"]["comp-evaluate-model"]["outputDefinitions"]["parameters"]
+        or "blessed" in pipeline_spec["components"]["comp-evaluate-model"]["outputDefinitions"]["parameters"]
+    )
 
 
 def test_every_runtime_setting_is_a_pipeline_parameter_with_its_default(spec):
@@ -55,8 +82,9 @@ def test_every_runtime_setting_is_a_pipeline_parameter_with_its_default(spec):
     assert set(parameters) == set(pipeline_parameters())
     for field in runtime_fields():
         expected = "/models" if field.name == "serving_root" else field.default
-        assert parameters[field.name].get("defaultValue", "") == expected or \
-            (isinstance(expected, (int, float)) and parameters[field.name]["defaultValue"] == float(expected)), field.name
+        assert parameters[field.name].get("defaultValue", "") == expected or (
+            isinstance(expected, (int, float)) and parameters[field.name]["defaultValue"] == float(expected)
+        ), field.name
     assert "pip install" not in (REPO / "pipeline.yaml").read_text()  # code is baked into the image
 
 
@@ -65,7 +93,9 @@ def test_models_volume_is_mounted_where_the_serving_root_is_used(spec):
     for task in USES_MODELS_VOLUME:
         mounts = executors[f"exec-{task}"]["pvcMount"]
         assert mounts[0]["mountPath"] == KubeflowConfig().models_mount and "pvcNameParameter" in mounts[0], task
-    assert all("pvcMount" not in e for name, e in executors.items() if name.removeprefix("exec-") not in USES_MODELS_VOLUME)
+    assert all(
+        "pvcMount" not in e for name, e in executors.items() if name.removeprefix("exec-") not in USES_MODELS_VOLUME
+    )
 
 
 def test_resources_retries_timeouts_and_caching(spec):
@@ -74,23 +104,39 @@ def test_resources_retries_timeouts_and_caching(spec):
     containers = pipeline_spec["deploymentSpec"]["executors"]
     for task, resources in kubeflow.resources.items():
         got = containers[f"exec-{task}"]["container"]["resources"]
-        assert got["cpuRequest"] == float(resources.cpu_request.removesuffix("m")) / (1000 if resources.cpu_request.endswith("m") else 1)
+        assert got["cpuRequest"] == float(resources.cpu_request.removesuffix("m")) / (
+            1000 if resources.cpu_request.endswith("m") else 1
+        )
         assert "memoryLimit" in got and "cpuLimit" in got and "memoryRequest" in got
-        assert int(executors[f"exec-{task}"]["activeDeadlineSeconds"]) == kubeflow.timeouts_s.get(task, kubeflow.default_timeout_s)
-    tasks = {**pipeline_spec["root"]["dag"]["tasks"], **{k: v for c in pipeline_spec["components"].values() for k, v in c.get("dag", {}).get("tasks", {}).items()}}
-    assert tasks["train-model"]["retryPolicy"]["maxRetryCount"] == 2 and tasks["push-model"]["retryPolicy"]["maxRetryCount"] == 3
-    assert all(t.get("cachingOptions", {}).get("enableCache") for name, t in tasks.items() if not name.startswith("condition"))
+        assert int(executors[f"exec-{task}"]["activeDeadlineSeconds"]) == kubeflow.timeouts_s.get(
+            task, kubeflow.default_timeout_s
+        )
+    tasks = {
+        **pipeline_spec["root"]["dag"]["tasks"],
+        **{k: v for c in pipeline_spec["components"].values() for k, v in c.get("dag", {}).get("tasks", {}).items()},
+    }
+    assert (
+        tasks["train-model"]["retryPolicy"]["maxRetryCount"] == 2
+        and tasks["push-model"]["retryPolicy"]["maxRetryCount"] == 3
+    )
+    assert all(
+        t.get("cachingOptions", {}).get("enableCache") for name, t in tasks.items() if not name.startswith("condition")
+    )
 
 
 def test_no_cache_compiles_caching_off(tmp_path):
     text = Path(compile_pipeline(str(tmp_path / "p.yaml"), enable_caching=False)).read_text()
     tasks = yaml.safe_load(text.split("\n---\n")[0])["root"]["dag"]["tasks"]
-    assert "enableCache: true" not in text and all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
+    assert "enableCache: true" not in text and all(
+        not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values()
+    )
 
 
 def test_config_layers_defaults_yaml_and_flags(tmp_path):
     (tmp_path / "c.yaml").write_text("max_len: 30\nmodel:\n  num_experts: 5\n  num_cross_experts: 3\nepochs: 4\n")
-    config = load_config(str(tmp_path / "c.yaml"), ["epochs=2", "model.embed_dim=16", "blessing_tolerance=0.05"], root="x", input="a.csv")
+    config = load_config(
+        str(tmp_path / "c.yaml"), ["epochs=2", "model.embed_dim=16", "blessing_tolerance=0.05"], root="x", input="a.csv"
+    )
     assert (config.max_len, config.root, config.blessing_tolerance, config.input_path) == (30, "x", 0.05, "a.csv")
     assert config.model["epochs"] == 2 and config.model["num_experts"] == 5 and config.model["embed_dim"] == 16
     args = pipeline_arguments(config)
@@ -99,20 +145,23 @@ def test_config_layers_defaults_yaml_and_flags(tmp_path):
     assert pipeline_arguments(config, local=False)["serving_root"] == "/models"
 
 
-@pytest.mark.parametrize("sets, message", [
-    (["model.experts=3"], "unknown model setting"),
-    (["epochs"], "key=value"),
-    (["epochs=-1"], r"model\.epochs must be in \[1"),
-    (["epochs=abc"], "model.epochs must be a whole number"),
-    (["embed_dim=0"], r"model\.embed_dim must be in \[1"),
-    (["dropout=2"], r"model\.dropout must be in \[0, 1\)"),
-    (["blessing_tolerance=abc"], "blessing_tolerance must be a number"),
-    (["num_negatives=-5"], r"num_negatives must be in \[1"),
-    (["model_name=../../escape"], "model_name '../../escape' must be"),
-    (['model_name=a"b\nc'], "model_name"),
-    (["max_rejected_fraction=2"], r"max_rejected_fraction must be in \[0, 1\]"),
-    (["input_format=xml"], "input_format must be one of"),
-])
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["model.experts=3"], "unknown model setting"),
+        (["epochs"], "key=value"),
+        (["epochs=-1"], r"model\.epochs must be in \[1"),
+        (["epochs=abc"], "model.epochs must be a whole number"),
+        (["embed_dim=0"], r"model\.embed_dim must be in \[1"),
+        (["dropout=2"], r"model\.dropout must be in \[0, 1\)"),
+        (["blessing_tolerance=abc"], "blessing_tolerance must be a number"),
+        (["num_negatives=-5"], r"num_negatives must be in \[1"),
+        (["model_name=../../escape"], "model_name '../../escape' must be"),
+        (['model_name=a"b\nc'], "model_name"),
+        (["max_rejected_fraction=2"], r"max_rejected_fraction must be in \[0, 1\]"),
+        (["input_format=xml"], "input_format must be one of"),
+    ],
+)
 def test_every_bad_setting_fails_when_the_config_is_built(sets, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, sets)
@@ -146,7 +195,11 @@ def test_cron_forms():
 @pytest.mark.parametrize("verb", ["submit", "schedule"])
 def test_unreachable_kubeflow_is_one_clear_error(verb):
     extra = ["--cron", "0 3 * * *"] if verb == "schedule" else []
-    result = subprocess.run([sys.executable, "-m", "pipeline", verb, "--endpoint", "http://127.0.0.1:9", *extra],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", verb, "--endpoint", "http://127.0.0.1:9", *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert "cannot reach Kubeflow Pipelines at http://127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr

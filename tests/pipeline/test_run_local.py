@@ -1,4 +1,5 @@
 """The whole pipeline with kfp.local: metrics report, push, caching, anomalies, retraining."""
+
 import json
 import os
 import subprocess
@@ -27,7 +28,13 @@ def local_run(tmp_path_factory):
 def test_run_local_writes_the_report_and_pushes(local_run):
     root, result = local_run
     report = json.loads((root / "report" / "metrics.json").read_text())
-    assert set(report["domains"]) == {"Books", "Clothing_Shoes_and_Jewelry", "Sports_and_Outdoors", "Toys_and_Games", "Video_Games"}
+    assert set(report["domains"]) == {
+        "Books",
+        "Clothing_Shoes_and_Jewelry",
+        "Sports_and_Outdoors",
+        "Toys_and_Games",
+        "Video_Games",
+    }
     for metrics in report["domains"].values():
         assert set(metrics) == {"HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR", "users"}
     assert sum(m["users"] for m in report["domains"].values()) == 500
@@ -74,11 +81,21 @@ def test_a_corrupt_cache_entry_is_noticed_and_replaced(local_run):
 
 @pytest.mark.slow
 def test_anomalies_stop_the_run_with_a_readable_report(tmp_path):
-    rows = ["user_id,item_id,domain,timestamp"] + [f"u{u},i{k},D,{k}" for u in range(5) for k in range(4)] + [f"u9,i,D,bad{k}" for k in range(40)]
+    rows = (
+        ["user_id,item_id,domain,timestamp"]
+        + [f"u{u},i{k},D,{k}" for u in range(5) for k in range(4)]
+        + [f"u9,i,D,bad{k}" for k in range(40)]
+    )
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
-    result = run("run-local", "--input", str(tmp_path / "log.csv"), "--format", "raw", "--root", str(tmp_path / "r"), *FAST)
+    result = run(
+        "run-local", "--input", str(tmp_path / "log.csv"), "--format", "raw", "--root", str(tmp_path / "r"), *FAST
+    )
     assert result.returncode == 1
-    assert "ExampleAnomalies" in result.stderr and "40 of 60 rows rejected" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "ExampleAnomalies" in result.stderr
+        and "40 of 60 rows rejected" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert not (tmp_path / "r" / "serving").exists()
 
 
@@ -94,8 +111,18 @@ def test_retrain_adds_data_warm_starts_and_refuses_a_broken_model(tmp_path):
     write_csv(SyntheticConfig(events=12000, seed=1, **common), str(tmp_path / "day1.csv"))
     write_csv(SyntheticConfig(events=6000, seed=2, **common), str(tmp_path / "day2.csv"))
     # ~300 valid users a domain: NDCG@10 moves by ~0.02 between equally good models, so the tolerance says so.
-    train = ["--set", "epochs=4", "--set", "embed_dim=24", "--set", "max_len=20", "--set", "learning_rate=0.005",
-             "--set", "blessing_tolerance=0.05"]
+    train = [
+        "--set",
+        "epochs=4",
+        "--set",
+        "embed_dim=24",
+        "--set",
+        "max_len=20",
+        "--set",
+        "learning_rate=0.005",
+        "--set",
+        "blessing_tolerance=0.05",
+    ]
     root = str(tmp_path / "r")
     first = run("run-local", "--input", str(tmp_path / "day1.csv"), "--format", "raw", "--root", root, *train)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -113,8 +140,21 @@ def test_retrain_adds_data_warm_starts_and_refuses_a_broken_model(tmp_path):
     assert [os.path.basename(p) for p in state["inputs"]] == ["day1.csv", "day2.csv"]
 
     versions = sorted(os.listdir(os.path.join(root, "serving", "syncrec")))
-    worse = run("retrain", "--input", str(tmp_path / "day2.csv"), "--root", root, "--set", "epochs=1", "--set", "learning_rate=1e-7",
-                "--set", "warm_start=none", *train[2:6], *train[8:])
+    worse = run(
+        "retrain",
+        "--input",
+        str(tmp_path / "day2.csv"),
+        "--root",
+        root,
+        "--set",
+        "epochs=1",
+        "--set",
+        "learning_rate=1e-7",
+        "--set",
+        "warm_start=none",
+        *train[2:6],
+        *train[8:],
+    )
     assert worse.returncode == 0, worse.stderr[-3000:]
     report = json.loads(open(os.path.join(root, "report", "metrics.json")).read())
     assert report["blessed"] is False and report["pushed_to"] is None and "NotPushed" in worse.stdout
@@ -123,10 +163,27 @@ def test_retrain_adds_data_warm_starts_and_refuses_a_broken_model(tmp_path):
 
     # A diverged training (NaN loss) fails the run with the reason; nothing is pushed.
     nan_model = str(tmp_path / "nan_model")
-    subprocess.run([sys.executable, "-c", NAN_EXPORT, report["blessing"]["baseline"], nan_model], check=True, timeout=600)
-    missing = run("retrain", "--input", str(tmp_path / "day2.csv"), "--root", root, "--set", f"warm_start={nan_model}", *train)
-    assert missing.returncode == 1 and "is not an exported SavedModel" in missing.stderr and "Transform" not in missing.stdout
-    diverged = run("retrain", "--input", str(tmp_path / "day2.csv"), "--root", root, "--set", f"warm_start={nan_model}/saved_model", *train)
+    subprocess.run(
+        [sys.executable, "-c", NAN_EXPORT, report["blessing"]["baseline"], nan_model], check=True, timeout=600
+    )
+    missing = run(
+        "retrain", "--input", str(tmp_path / "day2.csv"), "--root", root, "--set", f"warm_start={nan_model}", *train
+    )
+    assert (
+        missing.returncode == 1
+        and "is not an exported SavedModel" in missing.stderr
+        and "Transform" not in missing.stdout
+    )
+    diverged = run(
+        "retrain",
+        "--input",
+        str(tmp_path / "day2.csv"),
+        "--root",
+        root,
+        "--set",
+        f"warm_start={nan_model}/saved_model",
+        *train,
+    )
     assert diverged.returncode == 1 and "training diverged" in diverged.stderr and "Traceback" not in diverged.stderr
     assert sorted(os.listdir(os.path.join(root, "serving", "syncrec"))) == versions
 

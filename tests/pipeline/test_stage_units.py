@@ -1,4 +1,5 @@
 """Blessing, pushing, caching and example validation as units."""
+
 import json
 import os
 
@@ -7,14 +8,18 @@ import pytest
 from components.validator import format_report, validate_examples
 from model_keras.metrics import METRICS
 from pipeline import cache
-from pipeline.blessing import bless, latest_version
+from pipeline.blessing import bless
+from pipeline.pusher import latest_version
 from pipeline.pusher import models_config, push
 
 
 def metrics(health=None, **ndcg):
     row = lambda v: {**{m: v for m in METRICS}, "users": 100}  # noqa: E731
-    return {"domains": {d: row(v) for d, v in ndcg.items()}, "all": row(sum(ndcg.values()) / len(ndcg)),
-            "health": health or {"non_finite_scores": 0, "constant_score_users": 0}}
+    return {
+        "domains": {d: row(v) for d, v in ndcg.items()},
+        "all": row(sum(ndcg.values()) / len(ndcg)),
+        "health": health or {"non_finite_scores": 0, "constant_score_users": 0},
+    }
 
 
 def test_blessing_rules():
@@ -24,11 +29,14 @@ def test_blessing_rules():
     assert not blessed and "B: NDCG@10 0.1000 vs 0.2000" in reasons[1] and reasons[1].endswith("worse")
 
 
-@pytest.mark.parametrize("health, value, reason", [
-    ({"non_finite_scores": 5, "constant_score_users": 0}, 0.9, "5 scores are NaN or infinite"),
-    ({"non_finite_scores": 0, "constant_score_users": 100}, 0.1, "100 of 100 users got the same score"),
-    (None, float("nan"), "a metric is not finite"),
-])
+@pytest.mark.parametrize(
+    "health, value, reason",
+    [
+        ({"non_finite_scores": 5, "constant_score_users": 0}, 0.9, "5 scores are NaN or infinite"),
+        ({"non_finite_scores": 0, "constant_score_users": 100}, 0.1, "100 of 100 users got the same score"),
+        (None, float("nan"), "a metric is not finite"),
+    ],
+)
 def test_a_broken_candidate_is_never_blessed_not_even_first(health, value, reason):
     for baseline in (None, metrics(A=0.0)):
         blessed, reasons = bless(metrics(health, A=value), baseline, 0.01)
@@ -104,7 +112,10 @@ def test_cache_round_trip_and_keys(tmp_path):
     assert cache.restore(str(tmp_path / "c"), "t", key, str(tmp_path / "r"))
     assert (tmp_path / "r" / "a.txt").read_text() == "hello" and not (tmp_path / "r" / cache.MANIFEST).exists()
     (tmp_path / "r" / "a.txt").write_text("changed in the run folder")  # copies, not links: the cache is unaffected
-    assert cache.restore(str(tmp_path / "c"), "t", key, str(tmp_path / "r2")) and (tmp_path / "r2" / "a.txt").read_text() == "hello"
+    assert (
+        cache.restore(str(tmp_path / "c"), "t", key, str(tmp_path / "r2"))
+        and (tmp_path / "r2" / "a.txt").read_text() == "hello"
+    )
     (tmp_path / "in.csv").write_text("y")
     assert cache.fingerprint([str(tmp_path / "in.csv")], {"p": 1}, code_dirs=cache.TRANSFORM_CODE) != key
 
@@ -143,7 +154,9 @@ def test_transform_stage_reads_several_inputs_and_caches(tmp_path):
     from pipeline.stages import transform_stage
 
     for day, users in (("a", range(0, 3)), ("b", range(3, 5))):
-        (tmp_path / f"{day}.csv").write_text("user_id,item_id,domain,timestamp\n" + "".join(f"u{u},i{k},D,{k}\n" for u in users for k in range(3)))
+        (tmp_path / f"{day}.csv").write_text(
+            "user_id,item_id,domain,timestamp\n" + "".join(f"u{u},i{k},D,{k}\n" for u in users for k in range(3))
+        )
     inputs = f"{tmp_path / 'a.csv'},{tmp_path / 'b.csv'}"
     for attempt in range(2):
         stage = transform_stage(**transform_args(inputs, tmp_path))
@@ -155,5 +168,14 @@ def test_transform_stage_reads_several_inputs_and_caches(tmp_path):
 
 
 def transform_args(inputs, tmp_path):
-    return dict(input_path=inputs, input_format="raw", max_len=10, min_events=3, min_item_count=1, domains="", domain_names="",
-                cache_dir=str(tmp_path / "cache"), examples_dir=str(tmp_path / "out" / "examples"))
+    return dict(
+        input_path=inputs,
+        input_format="raw",
+        max_len=10,
+        min_events=3,
+        min_item_count=1,
+        domains="",
+        domain_names="",
+        cache_dir=str(tmp_path / "cache"),
+        examples_dir=str(tmp_path / "out" / "examples"),
+    )

@@ -1,7 +1,7 @@
 """A corpus of bad inputs, one of each kind a careless or hostile user sends: every bad row is
 quarantined with its file, line and reason, every good row arrives, and the accounting balances."""
+
 import json
-import os
 import subprocess
 import sys
 
@@ -50,8 +50,16 @@ def corpus(tmp_path_factory):
         handle.write(b"good0,item0,Toys,100\n")  # duplicate_event (with --duplicates drop)
     (folder / "more.jsonl").write_text("\n".join(BAD_JSONL.values()) + "\n")
     out = tmp_path_factory.mktemp("out") / "examples"
-    stats = run_transform(TransformConfig(input=str(folder / "*"), format="raw", output=str(out), max_len=5,
-                                          domains=["Books", "Toys"], duplicates="drop"))
+    stats = run_transform(
+        TransformConfig(
+            input=str(folder / "*"),
+            format="raw",
+            output=str(out),
+            max_len=5,
+            domains=["Books", "Toys"],
+            duplicates="drop",
+        )
+    )
     quarantined = [json.loads(line) for path in sorted((out / "quarantine").glob("*.jsonl")) for line in open(path)]
     return folder, stats, quarantined
 
@@ -76,15 +84,32 @@ def test_nothing_is_lost_and_every_quarantined_row_says_where_it_was(corpus):
         assert len(row["row"]) <= 500  # a 9 MiB line is not copied into the quarantine
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"x" * (1 << 20), "the first line is over 64 KB, so it is not a header row"),  # 1 MB, no header, no newline
-    (b"\xff\xfe" + "user_id".encode("utf-16-le"), "header is not UTF-8"),
-    (b"user,item,when\nu,i,1\n", "lacks ['user_id', 'item_id', 'domain', 'timestamp']"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"x" * (1 << 20), "the first line is over 64 KB, so it is not a header row"),  # 1 MB, no header, no newline
+        (b"\xff\xfe" + "user_id".encode("utf-16-le"), "header is not UTF-8"),
+        (b"user,item,when\nu,i,1\n", "lacks ['user_id', 'item_id', 'domain', 'timestamp']"),
+    ],
+)
 def test_unusable_files_are_one_clear_error_before_any_work(tmp_path, content, message):
     (tmp_path / "log.csv").write_bytes(content)
-    result = subprocess.run([sys.executable, "-m", "components.transform", "--input", str(tmp_path / "log.csv"), "--format", "raw",
-                             "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "components.transform",
+            "--input",
+            str(tmp_path / "log.csv"),
+            "--format",
+            "raw",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -99,7 +124,21 @@ def test_duplicates_are_kept_and_counted_by_default(tmp_path):
 def test_too_many_domains_is_a_clear_cap(tmp_path):
     rows = [HEADER] + [f"u{u},i{u}-{k},D{u % 150},{k}" for u in range(300) for k in range(3)]
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
-    result = subprocess.run([sys.executable, "-m", "components.transform", "--input", str(tmp_path / "log.csv"), "--format", "raw",
-                             "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "components.transform",
+            "--input",
+            str(tmp_path / "log.csv"),
+            "--format",
+            "raw",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 2 and "the input has 150 domains and the model takes at most 100" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out" / "stats.json").exists()

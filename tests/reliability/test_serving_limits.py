@@ -1,5 +1,6 @@
 """Hostile and careless requests against the PredictionService on loopback: each gets a clear
 INVALID_ARGUMENT or NOT_FOUND, nothing is materialised before the checks, and the server lives on."""
+
 import os
 
 import grpc
@@ -28,8 +29,18 @@ def small_vocabulary():
 
 def export(tmp_path, name):
     vocab = small_vocabulary()
-    config = ModelConfig(num_items=vocab.num_items, num_domains=3, max_len=10, embed_dim=8, num_blocks=1, num_experts=2, num_cross_experts=1)
-    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
+    config = ModelConfig(
+        num_items=vocab.num_items,
+        num_domains=3,
+        max_len=10,
+        embed_dim=8,
+        num_blocks=1,
+        num_experts=2,
+        num_cross_experts=1,
+    )
+    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(
+        dummy_batch(config)
+    )
     return export_saved_model(model, 10, vocab, str(tmp_path / name))
 
 
@@ -54,8 +65,12 @@ def expect(stub, request, code, text):
 
 
 def declared(shape, values, dtype=types_pb2.DT_STRING):
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in shape]))
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in shape]
+        ),
+    )
     (proto.string_val if dtype == types_pb2.DT_STRING else proto.int_val).extend(values)
     return proto
 
@@ -70,7 +85,9 @@ def test_the_server_is_warm_before_it_takes_traffic(served):
 def test_a_tiny_request_declaring_a_huge_shape_is_refused_before_it_is_built(served):
     _, _, _, stub = served
     request = build_request("syncrec", [("A-1", "A")], "B", 3)
-    request.inputs["history_items"].CopyFrom(declared([100_000, 50], [b"A-1"]))  # ~160 bytes that would expand to 5M strings
+    request.inputs["history_items"].CopyFrom(
+        declared([100_000, 50], [b"A-1"])
+    )  # ~160 bytes that would expand to 5M strings
     request.inputs["history_domains"].CopyFrom(declared([100_000, 50], [b"A"]))
     expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, f"100000 rows; at most {LIMITS['batch']}")
     request = build_request("syncrec", [("A-1", "A")], "B", 3)
@@ -109,9 +126,19 @@ def test_ids_and_domains_out_of_range_are_named(served):
         request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(3)))
         return request
 
-    expect(stub, ids_request([[vocab.num_items + 5]], [1]), grpc.StatusCode.INVALID_ARGUMENT, f"item ids in [0, {vocab.num_items})")
+    expect(
+        stub,
+        ids_request([[vocab.num_items + 5]], [1]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"item ids in [0, {vocab.num_items})",
+    )
     for domain in (99, -3, 0):
-        expect(stub, ids_request([[3]], [domain]), grpc.StatusCode.INVALID_ARGUMENT, "target_domain must be a domain id in [1, 3]")
+        expect(
+            stub,
+            ids_request([[3]], [domain]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "target_domain must be a domain id in [1, 3]",
+        )
     expect(stub, ids_request([[3]], [1, 2]), grpc.StatusCode.INVALID_ARGUMENT, "one row per history row")
     request = build_request("syncrec", [("A-1", "A")], "B", 3)
     request.inputs["target_domain"].CopyFrom(tf.make_tensor_proto(np.array([b"B", b"C"], dtype=object)))
@@ -130,5 +157,6 @@ def test_a_newly_pushed_version_is_loaded_warmed_and_answers(served):
         if client.last_version != first:
             break
         import time
+
         time.sleep(0.1)
     assert client.last_version == int(os.path.basename(pushed)) > first

@@ -1,4 +1,5 @@
 """The transform's output folder: never half-written, never deleting what it did not write."""
+
 import os
 import signal
 import subprocess
@@ -47,8 +48,21 @@ def test_a_failing_rerun_keeps_the_previous_output(tmp_path):
 def test_a_killed_run_leaves_no_output_that_consumers_take(tmp_path):
     write_csv(SyntheticConfig(events=300_000, domains=3, items_per_domain=500, seed=3), str(tmp_path / "big.csv"))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "components.transform", "--input", str(tmp_path / "big.csv"), "--format", "raw",
-                                "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "components.transform",
+            "--input",
+            str(tmp_path / "big.csv"),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     while not any(name.startswith(".out.staging-") for name in os.listdir(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.2)  # wait (bounded) until the run is writing
@@ -56,9 +70,17 @@ def test_a_killed_run_leaves_no_output_that_consumers_take(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     assert not (out / "stats.json").exists() and not (out / "train").exists()  # staged, never swapped in
-    result = subprocess.run([sys.executable, "-m", "model_keras.train", "--examples", str(out), "--output", str(tmp_path / "model")],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "run `python -m components.transform" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "model_keras.train", "--examples", str(out), "--output", str(tmp_path / "model")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        result.returncode == 2
+        and "run `python -m components.transform" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     (tmp_path / "small.csv").write_text(ROWS)
     transform(tmp_path, out, "small.csv")  # the next run cleans the killed run's staging folder
     assert not [n for n in os.listdir(tmp_path) if ".staging-" in n] and (out / "stats.json").exists()
@@ -72,6 +94,9 @@ def test_consumers_refuse_a_folder_without_the_completion_marker(tmp_path):
     from model_keras.train import run_fn
     from model_keras.config import ModelConfig
 
-    for consumer in (lambda: validate_examples(str(tmp_path / "out")), lambda: run_fn(str(tmp_path / "out"), str(tmp_path / "m"), ModelConfig())):
+    for consumer in (
+        lambda: validate_examples(str(tmp_path / "out")),
+        lambda: run_fn(str(tmp_path / "out"), str(tmp_path / "m"), ModelConfig()),
+    ):
         with pytest.raises(ValueError, match="has no stats.json"):
             consumer()

@@ -1,9 +1,17 @@
 """Vocabulary: contiguous id range per domain, reserved ids, OOV and the JSON artifact."""
+
 import pytest
 
 from schemas.vocabulary import FIRST_ITEM_ID, PAD_ID, SOS_ID, Vocabulary
 
-COUNTS = {("Books", "b1"): 5, ("Books", "b2"): 9, ("Books", "b3"): 1, ("Toys", "t1"): 2, ("Toys", "t2"): 2, ("Games", "g1"): 1}
+COUNTS = {
+    ("Books", "b1"): 5,
+    ("Books", "b2"): 9,
+    ("Books", "b3"): 1,
+    ("Toys", "t1"): 2,
+    ("Toys", "t2"): 2,
+    ("Games", "g1"): 1,
+}
 
 
 def test_reserved_ids_and_contiguous_ranges():

@@ -1,4 +1,5 @@
 """Serving contract over real gRPC on loopback, and the SavedModel through saved_model_cli."""
+
 import os
 import subprocess
 import sys
@@ -19,11 +20,32 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pushed(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    result = subprocess.run([sys.executable, "-m", "pipeline", "run-local", "--root", str(root), "--set", "epochs=1",
-                             "--set", "embed_dim=16", "--set", "max_len=20"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run-local",
+            "--root",
+            str(root),
+            "--set",
+            "epochs=1",
+            "--set",
+            "embed_dim=16",
+            "--set",
+            "max_len=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     versions = os.listdir(root / "serving" / "syncrec")
-    vocab = Vocabulary.from_json(__import__("json").loads((root / "serving" / "syncrec" / versions[0] / "assets.extra" / "vocabulary.json").read_text()))
+    vocab = Vocabulary.from_json(
+        __import__("json").loads(
+            (root / "serving" / "syncrec" / versions[0] / "assets.extra" / "vocabulary.json").read_text()
+        )
+    )
     return root / "serving", vocab
 
 
@@ -45,9 +67,12 @@ def test_grpc_round_trip_returns_top_k_of_the_domain(server, pushed):
     scores = [s for _, s in results]
     assert scores == sorted(scores, reverse=True)
     local = tf.saved_model.load(os.path.join(pushed[0], "syncrec", os.listdir(os.path.join(pushed[0], "syncrec"))[0]))
-    direct = local.signatures["serving_default"](history_items=tf.constant([[h[0] for h in history]]),
-                                                 history_domains=tf.constant([[h[1] for h in history]]),
-                                                 target_domain=tf.constant(["Video_Games"]), k=tf.constant(7))
+    direct = local.signatures["serving_default"](
+        history_items=tf.constant([[h[0] for h in history]]),
+        history_domains=tf.constant([[h[1] for h in history]]),
+        target_domain=tf.constant(["Video_Games"]),
+        k=tf.constant(7),
+    )
     assert [x.decode() for x in direct["item_ids"].numpy()[0]] == [item for item, _ in results]
     np.testing.assert_allclose(direct["scores"].numpy()[0], scores, rtol=1e-6)
     client.close()
@@ -89,21 +114,35 @@ def test_model_metadata_names_the_signatures(server):
     assert set(signatures.signature_def) == {"serving_default", "score_items", "recommend_ids"}
     default = signatures.signature_def["serving_default"]
     assert set(default.inputs) == {"history_items", "history_domains", "target_domain", "k"}
-    assert default.inputs["history_items"].dtype == tf.string.as_datatype_enum and default.inputs["k"].dtype == tf.int32.as_datatype_enum
-    assert set(default.outputs) == {"item_ids", "scores"} and default.outputs["scores"].dtype == tf.float32.as_datatype_enum
+    assert (
+        default.inputs["history_items"].dtype == tf.string.as_datatype_enum
+        and default.inputs["k"].dtype == tf.int32.as_datatype_enum
+    )
+    assert (
+        set(default.outputs) == {"item_ids", "scores"}
+        and default.outputs["scores"].dtype == tf.float32.as_datatype_enum
+    )
 
 
 def test_saved_model_cli_runs_the_default_signature(pushed, tmp_path):
     root, vocab = pushed
     version = os.path.join(root, "syncrec", os.listdir(os.path.join(root, "syncrec"))[0])
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    arrays = {"history_items": np.array([[vocab.domain("Books").items[0]]], dtype=object), "history_domains": np.array([["Books"]], dtype=object),
-              "target_domain": np.array(["Books"], dtype=object), "k": np.array(4, dtype=np.int32)}
+    arrays = {
+        "history_items": np.array([[vocab.domain("Books").items[0]]], dtype=object),
+        "history_domains": np.array([["Books"]], dtype=object),
+        "target_domain": np.array(["Books"], dtype=object),
+        "k": np.array(4, dtype=np.int32),
+    }
     for name, value in arrays.items():
         np.save(tmp_path / f"{name}.npy", value, allow_pickle=True)
     inputs = ";".join(f"{name}={tmp_path / name}.npy" for name in arrays)
-    result = subprocess.run([cli, "run", "--dir", version, "--tag_set", "serve", "--signature_def", "serving_default", "--inputs", inputs],
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [cli, "run", "--dir", version, "--tag_set", "serve", "--signature_def", "serving_default", "--inputs", inputs],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "item_ids" in result.stdout and "scores" in result.stdout
 
@@ -111,12 +150,32 @@ def test_saved_model_cli_runs_the_default_signature(pushed, tmp_path):
 def test_client_cli(server, pushed):
     _, vocab = pushed
     item = vocab.domain("Books").items[0]
-    result = subprocess.run([sys.executable, "-m", "serving.client", "--server", server, "--history", f"{item}:Books", "--domain", "Books", "--k", "3"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "serving.client",
+            "--server",
+            server,
+            "--history",
+            f"{item}:Books",
+            "--domain",
+            "Books",
+            "--k",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("model syncrec version ") and len(lines) == 4  # which version answered, then k items
-    bad = subprocess.run([sys.executable, "-m", "serving.client", "--server", server, "--history", f"{item}:Books", "--domain", "Cars"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "serving.client", "--server", server, "--history", f"{item}:Books", "--domain", "Cars"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "Traceback" not in bad.stderr
     assert parse_history("a:b,c:d:e") == [("a", "b"), ("c:d", "e")]

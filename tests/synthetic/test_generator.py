@@ -1,4 +1,5 @@
 """The synthetic log generator: exact size, determinism, planted unrelated domain."""
+
 import csv
 
 from components.transform import TransformConfig, run_transform
@@ -9,14 +10,18 @@ def test_size_determinism_and_domains():
     config = SyntheticConfig(events=3000, domains=3, items_per_domain=100, clusters=5, seed=4)
     rows = list(generate_rows(config))
     assert len(rows) == 3000 and rows == list(generate_rows(config))
-    assert rows != list(generate_rows(SyntheticConfig(events=3000, domains=3, items_per_domain=100, clusters=5, seed=5)))
+    assert rows != list(
+        generate_rows(SyntheticConfig(events=3000, domains=3, items_per_domain=100, clusters=5, seed=5))
+    )
     assert {r[2] for r in rows} == {"d0_unrelated", "d1", "d2"}
     assert all(r[1].startswith(r[2] + "_") for r in rows)
 
 
 def test_planted_domain_is_unrelated_to_the_user_taste():
     """In related domains a user's cluster repeats across domains; in the unrelated one it does not."""
-    config = SyntheticConfig(events=40000, domains=3, items_per_domain=200, clusters=10, p_sequential=0.0, p_cluster=0.9, seed=1)
+    config = SyntheticConfig(
+        events=40000, domains=3, items_per_domain=200, clusters=10, p_sequential=0.0, p_cluster=0.9, seed=1
+    )
     per_cluster = config.items_per_domain // config.clusters
     clusters: dict[tuple[str, str], list[int]] = {}
     for user, item, domain, _ in generate_rows(config):
