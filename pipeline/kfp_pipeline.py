@@ -50,21 +50,11 @@ def transform_examples(
     examples: Output[Dataset],
 ):
     """ExampleGen + Transform: raw logs -> SequenceExamples, vocabulary, stats, quarantine."""
-    from pipeline.stages import transform_stage
+    from pipeline.stages import TRANSFORM_SETTINGS, transform_stage
 
-    examples.metadata.update(
-        transform_stage(
-            input_path=input_path,
-            input_format=input_format,
-            max_len=max_len,
-            min_events=min_events,
-            min_item_count=min_item_count,
-            domains=domains,
-            domain_names=domain_names,
-            cache_dir=cache_dir,
-            examples_dir=examples.path,
-        )
-    )
+    settings = {name: value for name, value in locals().items() if name in TRANSFORM_SETTINGS}
+    stage = transform_stage(input_path=input_path, settings=settings, cache_dir=cache_dir, examples_dir=examples.path)
+    examples.metadata.update(stage)
 
 
 @_component
@@ -136,16 +126,15 @@ def evaluate_model(
     """Evaluator: per-domain HR/NDCG/MRR on test; blessing on valid against the resolved baseline."""
     from collections import namedtuple
 
-    from pipeline.stages import evaluate_stage
+    from pipeline.stages import PROTOCOL_SETTINGS, evaluate_stage
 
+    protocol = {name: value for name, value in locals().items() if name in PROTOCOL_SETTINGS}
     result = evaluate_stage(
         examples_dir=examples.path,
         model_dir=model.path,
         baseline=baseline,
         blessing_tolerance=blessing_tolerance,
-        num_negatives=num_negatives,
-        negative_pool=negative_pool,
-        full_ranking=full_ranking,
+        protocol=protocol,
         evaluation_dir=blessing.path,
     )
     for domain, metrics in result["test"]["domains"].items():

@@ -54,46 +54,33 @@ def import_schema_stage(*, schema_dir: str) -> str:
         return write_schema_copy(schema_dir)
 
 
-def transform_stage(
-    *,
-    input_path: str,
-    input_format: str,
-    max_len: int,
-    min_events: int,
-    min_item_count: int,
-    domains: str,
-    domain_names: str,
-    cache_dir: str,
-    examples_dir: str,
-) -> dict:
+# The pipeline parameters each stage reads (typed and checked once, in pipeline.config.PipelineConfig).
+TRANSFORM_SETTINGS = ("input_format", "max_len", "min_events", "min_item_count", "domains", "domain_names")
+PROTOCOL_SETTINGS = ("num_negatives", "negative_pool", "full_ranking")
+
+
+def transform_stage(*, input_path: str, settings: dict, cache_dir: str, examples_dir: str) -> dict:
     """Transform: raw logs -> SequenceExamples (components.transform), reused from the cache when the
     inputs' contents, the settings and the data-path code are unchanged.
 
-    Args: the transform settings (see pipeline.config.PipelineConfig), cache_dir ('' = no cache) and
-        examples_dir (output). Returns: {"cache_hit", "key", "users", "rows_read"} (also in _stage.json)."""
+    Args: input_path (comma-separated paths or globs), settings (the TRANSFORM_SETTINGS parameters),
+        cache_dir ('' = no cache) and examples_dir (output).
+    Returns: {"cache_hit", "key", "users", "rows_read"} (also in _stage.json)."""
     from components.transform import TransformConfig, run_transform
 
     with StageTimer("transform") as progress:
         files = input_files(input_path)
         config = TransformConfig(
             input="",
-            format=input_format,
+            format=settings["input_format"],
             output=examples_dir,
-            max_len=max_len,
-            min_events=min_events,
-            min_item_count=min_item_count,
-            domains=[d for d in domains.split(",") if d] or None,
-            domain_names=[d for d in domain_names.split(",") if d],
+            max_len=settings["max_len"],
+            min_events=settings["min_events"],
+            min_item_count=settings["min_item_count"],
+            domains=[d for d in settings["domains"].split(",") if d] or None,
+            domain_names=[d for d in settings["domain_names"].split(",") if d],
         )
-        params = {
-            "format": input_format,
-            "max_len": max_len,
-            "min_events": min_events,
-            "min_item_count": min_item_count,
-            "domains": domains,
-            "domain_names": domain_names,
-        }
-        key = cache.fingerprint(files, params, code_dirs=cache.TRANSFORM_CODE)
+        key = cache.fingerprint(files, settings, code_dirs=cache.TRANSFORM_CODE) if cache_dir else ""
         hit = cache.restore(cache_dir, "transform", key, examples_dir)
         if not hit:
             config.input = _link_inputs(files, os.path.dirname(examples_dir))
@@ -217,28 +204,21 @@ class EpochProgress:
 
 
 def evaluate_stage(
-    *,
-    examples_dir: str,
-    model_dir: str,
-    baseline: str,
-    blessing_tolerance: float,
-    num_negatives: int,
-    negative_pool: str,
-    full_ranking: bool,
-    evaluation_dir: str,
+    *, examples_dir: str, model_dir: str, baseline: str, blessing_tolerance: float, protocol: dict, evaluation_dir: str
 ) -> dict:
     """Evaluator: per-domain test metrics, and blessing on valid against the resolver's baseline.
 
+    Args: protocol holds the PROTOCOL_SETTINGS parameters (negatives and how they are drawn).
     Writes evaluation_dir/evaluation.json. Returns pipeline.blessing.run_evaluator's result."""
     from model_keras.evaluation import EvalProtocol
     from pipeline.blessing import run_evaluator
 
     with StageTimer("evaluate") as progress:
-        protocol = EvalProtocol(num_negatives=num_negatives, pool=negative_pool, full_ranking=full_ranking)
+        chosen = EvalProtocol(**_protocol_args(protocol))
         result = run_evaluator(
-            examples_dir, os.path.join(model_dir, "saved_model"), baseline or None, blessing_tolerance, protocol
+            examples_dir, os.path.join(model_dir, "saved_model"), baseline or None, blessing_tolerance, chosen
         )
-        result["protocol"] = {"num_negatives": num_negatives, "pool": negative_pool, "full_ranking": full_ranking}
+        result["protocol"] = dict(protocol)
         _write_json(os.path.join(evaluation_dir, EVALUATION_FILE), result)
         progress.update(
             detail=f"test NDCG@10 {result['test']['all']['NDCG@10']:.4f}; "
@@ -276,7 +256,7 @@ def push_stage(
                     evaluation["valid"],
                     latest,
                     blessing_tolerance,
-                    EvalProtocol(**_protocol_args(evaluation)),
+                    EvalProtocol(**_protocol_args(evaluation["protocol"])),
                 )
                 _write_json(os.path.join(evaluation_dir, "recheck.json"), recheck)
                 if not recheck["blessed"]:
@@ -294,9 +274,13 @@ def skip_push_stage() -> str:
         return ""
 
 
-def _protocol_args(evaluation: dict) -> dict:
-    p = evaluation["protocol"]
-    return {"num_negatives": p["num_negatives"], "pool": p["pool"], "full_ranking": p["full_ranking"]}
+def _protocol_args(protocol: dict) -> dict:
+    """EvalProtocol's arguments from the PROTOCOL_SETTINGS parameters."""
+    return {
+        "num_negatives": protocol["num_negatives"],
+        "pool": protocol["negative_pool"],
+        "full_ranking": protocol["full_ranking"],
+    }
 
 
 def report_stage(*, examples_dir: str, model_dir: str, evaluation_dir: str, pushed_to: str, report_dir: str) -> dict:

@@ -168,14 +168,6 @@ def test_transform_stage_reads_several_inputs_and_caches(tmp_path):
 
 
 def transform_args(inputs, tmp_path):
-    return dict(
-        input_path=inputs,
-        input_format="raw",
-        max_len=10,
-        min_events=3,
-        min_item_count=1,
-        domains="",
-        domain_names="",
-        cache_dir=str(tmp_path / "cache"),
-        examples_dir=str(tmp_path / "out" / "examples"),
-    )
+    settings = dict(input_format="raw", max_len=10, min_events=3, min_item_count=1, domains="", domain_names="")
+    examples = str(tmp_path / "out" / "examples")
+    return dict(input_path=inputs, settings=settings, cache_dir=str(tmp_path / "cache"), examples_dir=examples)

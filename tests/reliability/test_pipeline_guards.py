@@ -59,9 +59,7 @@ def test_two_runs_pushing_at_once_are_compared_with_each_other(sample_examples, 
             model_dir=model_dir,
             baseline="",
             blessing_tolerance=0.0,
-            num_negatives=99,
-            negative_pool="domain",
-            full_ranking=False,
+            protocol={"num_negatives": 99, "negative_pool": "domain", "full_ranking": False},
             evaluation_dir=evaluation_dir,
         )
         assert result["blessed"] and result["baseline"] is None
