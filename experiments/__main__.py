@@ -8,6 +8,7 @@ compare            Table 2: per-domain HR@5/10, NDCG@5/10, MRR of SyNCRec and ba
 negative-transfer  Table 4: per-domain improvement (%) of each CDSR model over the SDSR model (SASRec on X^d)
 ablation           Table 5: full SyNCRec, w/o LC-NTG, w/o SC-MIM, w/o ACMoE, causal gates (MRR per domain)
 sweep              Fig. 3: one setting over values (default embed_dim 8..128), NDCG@10 per domain
+diagnose           why: gate usage and entropy per task, per-expert gradient norms, lambda/phi of trained runs
 Every model trains until valid NDCG@10 stalls for `patience` epochs (at most `epochs`) and is selected
 on valid under the protocol flags; test is reported under that protocol and each --report-also one.
 Each writes DIR/<name>.md, DIR/<name>.json (model -> domain -> metric -> {mean, std}), one
@@ -42,6 +43,7 @@ from model_keras.evaluation import EvalProtocol
 from model_keras.train import add_protocol_flags, protocol_from_args
 
 DEFAULT_MODELS = {
+    "diagnose": "syncrec,mmoe,w/o ACMoE",
     "compare": "syncrec,sasrec,sdsr,mmoe,gru4rec,bprmf",
     "negative-transfer": "syncrec,sasrec,mmoe",
     "ablation": "syncrec,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates",
@@ -231,7 +233,22 @@ def sweep(args, examples, base):
     return results, outputs
 
 
-COMMANDS = {"compare": compare, "negative-transfer": negative_transfer, "ablation": ablation, "sweep": sweep}
+def diagnose(args, examples, base):
+    """Gate usage, per-expert gradients and lambda/phi of trained runs (seed 0), to see why a variant wins."""
+    from experiments.diagnostics import diagnose as diagnose_run
+    from experiments.diagnostics import find_run, markdown
+
+    results = {name: diagnose_run(find_run(args.out, name, 0), examples) for name in args.models.split(",")}
+    return None, [("", results, markdown(results))]
+
+
+COMMANDS = {
+    "compare": compare,
+    "negative-transfer": negative_transfer,
+    "ablation": ablation,
+    "sweep": sweep,
+    "diagnose": diagnose,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         for variant in _variants(args.models):  # every setting checked before any work
             ModelConfig.from_dict({**base, **variant.settings}).validate_settings()
         os.makedirs(args.out, exist_ok=True)
-        examples = prepare_examples(args.input, fmt, args.out, args.max_len, args.domain_names)
+        if args.command == "diagnose":  # reads finished runs and their examples as they are
+            examples = os.path.join(args.out, "examples")
+        else:
+            examples = prepare_examples(args.input, fmt, args.out, args.max_len, args.domain_names)
         results, outputs = COMMANDS[args.command](args, examples, base)
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -290,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     info["selection_protocol"] = args.protocol.describe()
+    results = results or {}
     info["epochs"] = {
         model: [{"best": b, "last": last} for b, last in entry["epochs"]] for model, entry in results.items()
     }
-    epochs = epochs_line(results)
+    epochs = epochs_line(results) if results else ""
     for suffix, table, markdown in outputs:
         write_outputs(args.out, args.command + suffix, table, f"{markdown}\n\n{epochs}", info)
         print(f"{markdown}\n")

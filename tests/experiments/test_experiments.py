@@ -97,3 +97,29 @@ def test_aggregate_mean_and_std():
 
     table = aggregate({"m": {"seeds": [run_result(0.2), run_result(0.4)]}})
     assert table["m"]["A"]["MRR"]["mean"] == pytest.approx(0.3) and table["m"]["A"]["MRR"]["std"] == pytest.approx(0.1)
+
+
+def test_diagnose_reads_trained_runs(tmp_path):
+    result = run("compare", "--models", "syncrec", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments", "diagnose", "--models", "syncrec", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "diagnose.json").read_text())["syncrec"]
+    gradients = report["gradients"]
+    j, k = report["cross_experts_j"], report["experts"]
+    assert all(g == 0 for g in gradients["single_loss"][:j]) and all(g > 0 for g in gradients["single_loss"][j:])
+    assert all(g > 0 for g in gradients["cross_loss"][:j]) and all(g == 0 for g in gradients["cross_loss"][j:])
+    assert set(report["gates"]) == {
+        "single/Books",
+        "single/Clothing_Shoes_and_Jewelry",
+        "single/Sports_and_Outdoors",
+        "single/Toys_and_Games",
+        "single/Video_Games",
+        "cross",
+    }
+    assert all(abs(sum(g["weights"]) - 1) < 0.01 and 0 <= g["entropy"] <= 1.39 for g in report["gates"].values())

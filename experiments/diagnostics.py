@@ -1,0 +1,120 @@
+"""Why a SyNCRec variant wins or loses: what its gates do and where each task's gradient goes.
+
+For a trained run (a folder run_fn wrote, with model_config.json and best/weights):
+  gate usage   the mean weight each task's gate gives each expert on the valid split (Eq. 3), and the
+               gates' mean entropy (log K = uniform, 0 = one expert)
+  gradients    the norm of each loss term's gradient on each expert's weights, over a few train batches:
+               with ACMoE, the single-domain terms reach experts j+1..K only and the cross term 1..j only
+  lambda, phi  their last values (Eq. 10-11)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from model_keras.input_fn import make_dataset
+from model_keras.train import load_trained
+from schemas.vocabulary import Vocabulary
+
+LOSS_TERMS = ("single_loss", "cross_loss", "mim_loss")
+
+
+def find_run(out: str, variant: str, seed: int) -> str:
+    """The newest run folder of a variant and seed under OUT/runs (with its selected weights)."""
+    pattern = os.path.join(
+        out, "runs", variant.replace("/", "_").replace(" ", "_"), "*", f"seed{seed}", "model_config.json"
+    )
+    found = sorted(glob.glob(pattern), key=os.path.getmtime)
+    if not found:
+        raise ValueError(f"no finished run of {variant!r} seed {seed} under {out}/runs; run the experiment first")
+    return os.path.dirname(found[-1])
+
+
+def gate_usage(model, examples: str, vocabulary: Vocabulary, batches: int = 8) -> dict:
+    """{task: {"weights": mean gate weight per expert, "entropy": mean entropy}} on the valid split."""
+    single, cross = [], []
+    for batch in make_dataset(examples, "valid", vocabulary.num_domains, 256).take(batches):
+        g_single, g_cross = model.encode(batch, training=False).gates
+        mask = tf.reduce_any(batch["single_target"] > 0, axis=-1)  # [B, D]: the user has the domain
+        if g_single.shape.rank == 4:  # causal gates: one distribution a step; take the last step
+            g_single, g_cross = g_single[:, :, -1], g_cross[:, -1]
+        single.append([g_single[:, d][mask[:, d]].numpy() for d in range(vocabulary.num_domains)])
+        cross.append(g_cross.numpy())
+
+    def summary(rows):
+        rows = np.concatenate(rows) if rows else np.zeros((0, model.config.num_experts))
+        entropy = -np.sum(rows * np.log(np.maximum(rows, 1e-12)), axis=1)
+        weights = [round(float(w), 3) for w in rows.mean(axis=0)]
+        return {"weights": weights, "entropy": float(entropy.mean()) if len(rows) else 0.0}
+
+    tasks = {f"single/{name}": summary([b[d] for b in single]) for d, name in enumerate(vocabulary.domain_names)}
+    tasks["cross"] = summary(cross)
+    return tasks
+
+
+def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int = 4) -> dict:
+    """{loss term: [gradient norm on expert 1..K]} summed over a few train batches (no dropout)."""
+    norms = {term: np.zeros(model.config.num_experts) for term in LOSS_TERMS}
+    experts = model.acmoe.experts
+    for batch in make_dataset(examples, "train", vocabulary.num_domains, 128).take(batches):
+        with tf.GradientTape(persistent=True) as tape:
+            terms = model.compute_losses(batch, training=False)
+        for term in LOSS_TERMS:
+            grads = tape.gradient(terms[term], [e.trainable_variables for e in experts])
+            norms[term] += [
+                float(tf.linalg.global_norm([g for g in gs if g is not None]))
+                if any(g is not None for g in gs)
+                else 0.0
+                for gs in grads
+            ]
+        del tape
+    return {term: [round(float(v), 4) for v in values] for term, values in norms.items()}
+
+
+def diagnose(run_dir: str, examples: str) -> dict:
+    """Gate usage, expert gradients and the last lambda/phi of one trained SyNCRec run."""
+    vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
+    model = load_trained(run_dir, examples)
+    with open(os.path.join(run_dir, "training.json"), encoding="utf-8") as handle:
+        history = json.load(handle)["loss_history"]
+    last = {k: round(v[-1], 4) for k, v in history.items() if k.startswith(("lambda/", "phi/"))}
+    config = model.config
+    return {
+        "run": run_dir,
+        "experts": config.num_experts,
+        "cross_experts_j": config.num_cross_experts,
+        "stop_gradient": config.uses_stop_gradient,
+        "gates": gate_usage(model, examples, vocabulary),
+        "gradients": expert_gradients(model, examples, vocabulary),
+        "last": last,
+    }
+
+
+def markdown(results: dict) -> str:
+    """Two tables: gate usage and entropy per task, and gradient norms per loss term and expert."""
+    lines = [
+        "### Gate usage (mean weight per expert on valid) and entropy",
+        "",
+        "| model | task | expert weights | entropy (log K = uniform) |",
+        "|---|---|---|---:|",
+    ]
+    for name, result in results.items():
+        for task, usage in result["gates"].items():
+            lines.append(f"| {name} | {task} | {usage['weights']} | {usage['entropy']:.3f} |")
+    lines += [
+        "",
+        "### Gradient norm of each loss term on each expert (4 train batches)",
+        "",
+        "| model | term | expert 1..K |",
+        "|---|---|---|",
+    ]
+    for name, result in results.items():
+        for term, values in result["gradients"].items():
+            lines.append(f"| {name} | {term} | {values} |")
+    lines += ["", "last lambda/phi: " + "; ".join(f"{name} {result['last']}" for name, result in results.items())]
+    return "\n".join(lines)
