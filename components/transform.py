@@ -179,12 +179,16 @@ def _swap_in(staging: str, output: str) -> None:
 
 
 def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -> dict:
-    """Run the Beam pipeline and return the stats document (also written to stats.json).
+    """Run the Beam pipeline and return the stats document (also written to stats.json, last).
 
-    Everything is written into a staging folder beside the output and swapped in only when the
-    run finished and its row accounting balanced; a failed run leaves an earlier output as it was."""
+    A local output is written into a staging folder beside it and swapped in only when the run
+    finished and its row accounting balanced: a failed run leaves an earlier output as it was. An
+    object-store output (gs://, s3://: no atomic folder swap) must be a new folder; it is written in
+    place, and until stats.json is written last no consumer takes it for a finished output."""
     config.validate()
     files = input_files(config)
+    if not readers.is_local(config.output):
+        return _run_remote(config, files, beam_args or [])
     output = os.path.abspath(config.output)
     _check_output_folder(output)
     parent = os.path.dirname(output)
@@ -193,28 +197,49 @@ def run_transform(config: TransformConfig, beam_args: list[str] | None = None) -
         shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.staging-", dir=parent)
     try:
-        started = time.time()
-        try:
-            stats = _run_pipeline(config, files, staging, beam_args or [])
-        except Exception as err:  # Beam wraps a DoFn's error; a user-caused one becomes one clear message
-            message = str(err)
-            if TOO_MANY_DOMAINS in message:
-                raise readers.InputError(
-                    TOO_MANY_DOMAINS + message.split(TOO_MANY_DOMAINS, 1)[1].split("\n")[0].split(" [while")[0]
-                ) from None
-            raise
-        stats["seconds"] = round(time.time() - started, 3)
-        stats["input_sha256"] = input_fingerprint(files)
-        if not stats["balanced"]:
-            raise RuntimeError(
-                f"row accounting is off: {stats['rows_read']} read != "
-                f"{stats['rows_accepted']} accepted + {stats['rows_rejected']} rejected"
-            )
+        stats = _run_and_check(config, files, staging, beam_args or [])
         with open(os.path.join(staging, COMPLETION_MARKER), "w", encoding="utf-8") as handle:
             json.dump(stats, handle, indent=2)
         _swap_in(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return stats
+
+
+def _run_remote(config: TransformConfig, files: list[str], beam_args: list[str]) -> dict:
+    """run_transform into a new folder on an object store (Dataflow writes gs:// outputs)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    marker = FileSystems.join(config.output, COMPLETION_MARKER)
+    if FileSystems.exists(marker) or FileSystems.match([FileSystems.join(config.output, "*")])[0].metadata_list:
+        raise readers.InputError(
+            f"--output {config.output} is not empty: object stores cannot replace a folder atomically, "
+            "so write each run to a new folder (e.g. .../examples/2026-11-29)"
+        )
+    stats = _run_and_check(config, files, config.output, beam_args)
+    with FileSystems.create(marker) as handle:
+        handle.write(json.dumps(stats, indent=2).encode("utf-8"))
+    return stats
+
+
+def _run_and_check(config: TransformConfig, files: list[str], output: str, beam_args: list[str]) -> dict:
+    """The pipeline into `output`, with a user-caused failure as one clear message and the accounting checked."""
+    started = time.time()
+    try:
+        stats = _run_pipeline(config, files, output, beam_args)
+    except Exception as err:  # Beam wraps a DoFn's error; a user-caused one becomes one clear message
+        message = str(err)
+        if TOO_MANY_DOMAINS in message:
+            detail = message.split(TOO_MANY_DOMAINS, 1)[1].split("\n")[0].split(" [while")[0]
+            raise readers.InputError(TOO_MANY_DOMAINS + detail) from None
+        raise
+    stats["seconds"] = round(time.time() - started, 3)
+    stats["input_sha256"] = input_fingerprint(files)
+    if not stats["balanced"]:
+        raise RuntimeError(
+            f"row accounting is off: {stats['rows_read']} read != {stats['rows_accepted']} accepted + "
+            f"{stats['rows_rejected']} rejected"
+        )
     return stats
 
 
@@ -225,7 +250,9 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
 
     from components.beam_transforms import TransformLogs, assemble_stats
 
-    work = os.path.join(output, "_work")
+    from apache_beam.io.filesystems import FileSystems
+
+    work = FileSystems.join(output, "_work")
     with beam.Pipeline(options=_beam_options(config, beam_args)) as pipeline:
         result = pipeline | "TransformLogs" >> TransformLogs(
             files,
@@ -269,9 +296,9 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
             )
             | "WriteStats" >> beam.io.WriteToText(os.path.join(work, "stats"), shard_name_template="")
         )
-    with open(os.path.join(work, "stats"), encoding="utf-8") as handle:
-        stats = json.load(handle)
-    shutil.rmtree(work, ignore_errors=True)
+    with FileSystems.open(FileSystems.join(work, "stats")) as handle:
+        stats = json.loads(handle.read().decode("utf-8"))
+    FileSystems.delete([m.path for m in FileSystems.match([FileSystems.join(work, "*")])[0].metadata_list])
     return stats
 
 

@@ -8,7 +8,6 @@ problem is an anomaly; the report says which feature, how many examples, and one
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
@@ -22,6 +21,7 @@ from schemas.features import (
     ITEM_FEATURES,
     PER_DOMAIN_FEATURES,
     SPLITS,
+    read_text,
     require_complete_examples,
 )
 from schemas.vocabulary import Vocabulary
@@ -130,18 +130,18 @@ def validate_examples(
 
     Returns {"anomalies": {feature: {"count", "example", "description"}}, "examples": n per split, "max_len": T}.
     Raises ValueError naming the fix when the folder is not a finished transform output."""
+    import tensorflow as tf
     from tensorflow.core.example import example_pb2
 
     require_complete_examples(examples_dir)
     vocab = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
-    with open(os.path.join(examples_dir, COMPLETION_MARKER), encoding="utf-8") as handle:
-        stats = json.load(handle)
+    stats = json.loads(read_text(os.path.join(examples_dir, COMPLETION_MARKER)))
     anomalies = Anomalies()
     checker = ExampleChecker(load_schema(schema_path), vocab, anomalies)
     counts = {}
     for split in SPLITS:
         counts[split] = 0
-        for path in sorted(glob.glob(os.path.join(examples_dir, split, "*.tfrecord.gz"))):
+        for path in sorted(tf.io.gfile.glob(os.path.join(examples_dir, split, "*.tfrecord.gz"))):
             for raw in _records(path):
                 counts[split] += 1
                 example = example_pb2.SequenceExample.FromString(raw)

@@ -8,7 +8,6 @@ per-domain ones (`single_item`, `single_target`) have D values a step and are re
 
 from __future__ import annotations
 
-import glob
 import os
 
 import tensorflow as tf
@@ -49,7 +48,7 @@ def parse_batch(
 
 def split_files(examples_dir: str, split: str) -> list[str]:
     """The split's shards; FileNotFoundError naming the fix when there are none."""
-    files = sorted(glob.glob(os.path.join(examples_dir, split, "*.tfrecord.gz")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_dir, split, "*.tfrecord.gz")))  # local paths or gs://
     if not files:
         raise FileNotFoundError(
             f"no {split} shards under {examples_dir}/{split}; run `python -m components.transform` first"

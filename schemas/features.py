@@ -34,14 +34,39 @@ DOMAIN_FEATURES = ("domain", "target_domain")  # hold domain ids
 COMPLETION_MARKER = "stats.json"
 
 
-def require_complete_examples(examples_dir: str) -> None:
-    """Raise ValueError naming the fix when `examples_dir` is not a finished transform output."""
+def is_url(path: str) -> bool:
+    """True for a path with a scheme (gs://, s3://, hdfs://): read through tf.io.gfile, not the os module."""
+    return "://" in path
+
+
+def exists(path: str) -> bool:
+    """os.path.exists for local paths, tf.io.gfile.exists for URLs (TensorFlow is imported for URLs only)."""
     import os
 
-    if not os.path.isfile(os.path.join(examples_dir, COMPLETION_MARKER)):
+    if is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
+def read_text(path: str) -> str:
+    """A whole UTF-8 file, local or on an object store."""
+    if is_url(path):
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "r") as handle:
+            return handle.read()
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def require_complete_examples(examples_dir: str) -> None:
+    """Raise ValueError naming the fix when `examples_dir` is not a finished transform output."""
+    if not exists(f"{examples_dir.rstrip('/')}/{COMPLETION_MARKER}"):
         what = (
             "does not exist"
-            if not os.path.exists(examples_dir)
+            if not exists(examples_dir)
             else f"has no {COMPLETION_MARKER} (the transform did not finish)"
         )
         raise ValueError(

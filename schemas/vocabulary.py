@@ -152,8 +152,9 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str) -> "Vocabulary":
         """Read vocabulary.json; ValueError naming the fix when it cannot be read."""
+        from schemas.features import read_text
+
         try:
-            with open(path, encoding="utf-8") as handle:
-                return cls.from_json(json.load(handle))
+            return cls.from_json(json.loads(read_text(path)))
         except (OSError, ValueError, KeyError) as err:
             raise ValueError(f"cannot read vocabulary {path}: {err}; re-run components.transform") from err

@@ -126,9 +126,21 @@ def test_portable_runner_with_separate_workers_gives_the_same_output(worker_pool
     assert outputs(tmp_path / "portable") == outputs(tmp_path / "direct")
 
 
+class _MemoryWriter(io.BytesIO):
+    """What MemoryFileSystem.create returns: the bytes land in FILES when closed."""
+
+    def __init__(self, files: dict, path: str):
+        super().__init__()
+        self.files, self.path = files, path
+
+    def close(self):
+        self.files[self.path] = self.getvalue()
+        super().close()
+
+
 class MemoryFileSystem(FileSystem):
-    """A Beam filesystem for `mem://` paths held in a dict (registered by being defined: Beam finds
-    FileSystem subclasses by scheme). Read-only use here: tests put files in FILES."""
+    """A Beam filesystem for `mem://` paths held in a dict, an object store without folders (registered by
+    being defined: Beam finds FileSystem subclasses by scheme)."""
 
     FILES: dict[str, bytes] = {}
 
@@ -172,16 +184,20 @@ class MemoryFileSystem(FileSystem):
         return io.BufferedReader(io.BytesIO(self.FILES[path]))
 
     def create(self, path, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
-        raise NotImplementedError
+        return _MemoryWriter(self.FILES, path)
 
     def copy(self, source, destination):
-        raise NotImplementedError
+        for src, dst in zip(source, destination):
+            self.FILES[dst] = self.FILES[src]
 
     def rename(self, source, destination):
-        raise NotImplementedError
+        for src, dst in zip(source, destination):
+            self.FILES[dst] = self.FILES.pop(src)
 
     def delete(self, paths):
-        raise NotImplementedError
+        for path in paths:  # a path or a "folder" prefix
+            for name in [n for n in self.FILES if n == path or n.startswith(path.rstrip("/") + "/")]:
+                del self.FILES[name]
 
 
 @pytest.mark.slow
@@ -199,3 +215,20 @@ def test_any_beam_filesystem_path_is_an_input(multi_file_input, tmp_path):
     assert remote == local
     stats = json.loads((tmp_path / "mem" / "stats.json").read_text())
     assert stats["config"]["files"] == ["mem://bucket/logs/day0.csv", "mem://bucket/logs/day1.csv"]
+
+
+@pytest.mark.slow
+def test_an_object_store_output_is_written_with_its_marker_last_and_never_overwritten(multi_file_input, tmp_path):
+    from apache_beam.io.filesystems import FileSystems
+
+    from components.readers import InputError
+
+    config = TransformConfig(input=str(multi_file_input / "*.csv"), format="raw", output="mem://bucket/examples/run1")
+    stats = run_transform(config)
+    written = sorted(name for name in MemoryFileSystem.FILES if name.startswith("mem://bucket/examples/run1/"))
+    assert "mem://bucket/examples/run1/stats.json" in written and not [n for n in written if "/_work/" in n]
+    assert any("/train/part-" in n for n in written) and any("/quarantine/rejected" in n for n in written)
+    with FileSystems.open("mem://bucket/examples/run1/stats.json") as handle:
+        assert json.loads(handle.read())["rows_read"] == stats["rows_read"] == 12006
+    with pytest.raises(InputError, match="object stores cannot replace a folder atomically"):
+        run_transform(config)

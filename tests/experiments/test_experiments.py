@@ -26,7 +26,7 @@ def check_outputs(out, name):
     return table
 
 
-def test_compare_table_has_every_model_domain_and_metric(tmp_path):
+def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_runs(tmp_path):
     result = run("compare", "--models", "syncrec,gru4rec,bprmf", "--report-also", "999:domain", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     table = check_outputs(tmp_path, "compare")
@@ -49,11 +49,35 @@ def test_compare_table_has_every_model_domain_and_metric(tmp_path):
     assert set(table["bprmf"]["all"]["MRR"]) == {"mean", "std"} and table["bprmf"]["all"]["users"] == 500
     assert (tmp_path / "lambda.png").exists() and (tmp_path / "phi.png").exists()
 
+    # diagnose reads the runs compare trained (no training of its own)
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments", "diagnose", "--models", "syncrec", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "diagnose.json").read_text())["syncrec"]
+    gradients = report["gradients"]
+    j = report["cross_experts_j"]
+    assert all(g == 0 for g in gradients["single_loss"][:j]) and all(g > 0 for g in gradients["single_loss"][j:])
+    assert all(g > 0 for g in gradients["cross_loss"][:j]) and all(g == 0 for g in gradients["cross_loss"][j:])
+    assert set(report["gates"]) == {
+        "single/Books",
+        "single/Clothing_Shoes_and_Jewelry",
+        "single/Sports_and_Outdoors",
+        "single/Toys_and_Games",
+        "single/Video_Games",
+        "cross",
+    }
+    assert all(abs(sum(g["weights"]) - 1) < 0.01 and 0 <= g["entropy"] <= 1.39 for g in report["gates"].values())
+
 
 def test_negative_transfer_ablation_and_sweep(tmp_path):
-    result = run("negative-transfer", "--models", "syncrec", "--out", str(tmp_path / "nt"))
+    """One --out for the three: the examples and the full model's run are made once and reused."""
+    result = run("negative-transfer", "--models", "syncrec", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    table = check_outputs(tmp_path / "nt", "negative-transfer")
+    table = check_outputs(tmp_path, "negative-transfer")
     sdsr, cdsr, gain = (
         table["sdsr"]["Books"]["MRR"]["mean"],
         table["cdsr"]["syncrec"]["Books"]["MRR"]["mean"],
@@ -61,18 +85,18 @@ def test_negative_transfer_ablation_and_sweep(tmp_path):
     )
     assert gain == pytest.approx(100 * (cdsr - sdsr) / sdsr)
     assert "domains with negative transfer" in result.stdout
-    result = run("ablation", "--out", str(tmp_path / "ab"))
+    result = run("ablation", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path / "ab", "ablation")) == {
+    assert set(check_outputs(tmp_path, "ablation")) == {
         "syncrec",
         "w/o LC-NTG",
         "w/o SC-MIM",
         "w/o ACMoE",
         "causal gates",
     }
-    result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path / "sw"))
+    result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path / "sw", "sweep")) == {"num_experts=2", "num_experts=3"}
+    assert set(check_outputs(tmp_path, "sweep")) == {"num_experts=2", "num_experts=3"}
 
 
 @pytest.mark.parametrize(
@@ -97,29 +121,3 @@ def test_aggregate_mean_and_std():
 
     table = aggregate({"m": {"seeds": [run_result(0.2), run_result(0.4)]}})
     assert table["m"]["A"]["MRR"]["mean"] == pytest.approx(0.3) and table["m"]["A"]["MRR"]["std"] == pytest.approx(0.1)
-
-
-def test_diagnose_reads_trained_runs(tmp_path):
-    result = run("compare", "--models", "syncrec", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments", "diagnose", "--models", "syncrec", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((tmp_path / "diagnose.json").read_text())["syncrec"]
-    gradients = report["gradients"]
-    j, k = report["cross_experts_j"], report["experts"]
-    assert all(g == 0 for g in gradients["single_loss"][:j]) and all(g > 0 for g in gradients["single_loss"][j:])
-    assert all(g > 0 for g in gradients["cross_loss"][:j]) and all(g == 0 for g in gradients["cross_loss"][j:])
-    assert set(report["gates"]) == {
-        "single/Books",
-        "single/Clothing_Shoes_and_Jewelry",
-        "single/Sports_and_Outdoors",
-        "single/Toys_and_Games",
-        "single/Video_Games",
-        "cross",
-    }
-    assert all(abs(sum(g["weights"]) - 1) < 0.01 and 0 <= g["entropy"] <= 1.39 for g in report["gates"].values())

@@ -18,35 +18,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory):
+def pushed(tmp_path_factory, sample_examples):
+    """A model trained for one epoch on the embedded sample and pushed as the pipeline's Pusher does."""
+    from model_keras.config import ModelConfig
+    from model_keras.train import run_fn
+    from pipeline.pusher import push
+
     root = tmp_path_factory.mktemp("serve")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "run-local",
-            "--root",
-            str(root),
-            "--set",
-            "epochs=1",
-            "--set",
-            "embed_dim=16",
-            "--set",
-            "max_len=20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    versions = os.listdir(root / "serving" / "syncrec")
-    vocab = Vocabulary.from_json(
-        __import__("json").loads(
-            (root / "serving" / "syncrec" / versions[0] / "assets.extra" / "vocabulary.json").read_text()
-        )
-    )
-    return root / "serving", vocab
+    run_fn(str(sample_examples[0]), str(root / "model"), ModelConfig(epochs=1, embed_dim=16, num_blocks=1), verbose=0)
+    push(str(root / "model" / "saved_model"), str(root / "serving"), "syncrec")
+    return root / "serving", Vocabulary.load(str(sample_examples[0] / "vocabulary.json"))
 
 
 @pytest.fixture(scope="module")
