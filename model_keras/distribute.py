@@ -82,6 +82,8 @@ def distributed_dataset(strategy: tf.distribute.Strategy, make, global_batch: in
         per_replica = context.get_per_replica_batch_size(global_batch)
         dataset = make(global_batch).take(steps)
         dataset = dataset.map(lambda batch: {k: v[first : first + block] for k, v in batch.items()})
-        return dataset.unbatch().batch(per_replica, drop_remainder=True)
+        # Repeated: with steps_per_epoch, Keras keeps one iterator across epochs (a finite one would end after
+        # the first epoch and every later epoch would run no step); each repetition reshuffles as a new epoch does.
+        return dataset.unbatch().batch(per_replica, drop_remainder=True).repeat()
 
     return strategy.distribute_datasets_from_function(per_worker), steps
