@@ -63,6 +63,8 @@ def quiet_run(log_path: str, verbose: bool):
 
 def run_local(config: PipelineConfig, verbose: bool = False) -> dict:
     """Run the whole pipeline with kfp.local (subprocesses, no Docker); returns report/metrics.json."""
+    if not verbose:  # Beam's notices about optional extras (e.g. "apitools not found") at import time
+        logging.getLogger().setLevel(logging.ERROR)
     from kfp import local
 
     from components.readers import InputError
