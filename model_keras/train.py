@@ -139,13 +139,18 @@ def _check_finite_weights(model) -> None:
         raise TrainingDiverged(f"the selected weights hold NaN or infinite values ({bad[:3]}); nothing is exported")
 
 
-def _loss_history(output_dir: str, fresh: dict) -> dict:
-    """This run's per-epoch losses appended to those of the runs it resumed."""
-    previous = {}
+def _previous_summary(output_dir: str) -> dict:
+    """training.json of the runs this one resumes ({} for a fresh run)."""
     path = os.path.join(output_dir, "training.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            previous = json.load(handle).get("loss_history", {})
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _loss_history(previous: dict, fresh: dict) -> dict:
+    """This run's per-epoch losses appended to those of the runs it resumed."""
+    previous = previous.get("loss_history", {})
     return {k: previous.get(k, []) + fresh.get(k, []) for k in set(previous) | set(fresh)}
 
 
@@ -230,6 +235,7 @@ def run_fn(
     else:  # no epoch trained (a warm start exported as it is)
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
     _check_finite_weights(model)
+    previous = _previous_summary(output_dir)
     summary = {
         "config": config.to_dict(),
         "protocol": protocol.describe(),
@@ -237,10 +243,13 @@ def run_fn(
         "last_epoch": initial_epoch + epochs_run,
         "stopped_early": validation.state["stopped_early"],
         "epochs_run": epochs_run,
-        "train_seconds": round(seconds, 2),
+        "train_seconds": round(seconds, 2),  # this invocation; the total covers the runs it resumed
+        "train_seconds_total": round(
+            previous.get("train_seconds_total", previous.get("train_seconds", 0.0)) + seconds, 2
+        ),
         "valid": valid_result,
         "valid_history": validation.state["history"],
-        "loss_history": _loss_history(output_dir, fresh_history),
+        "loss_history": _loss_history(previous, fresh_history),
     }
     if export:
         _export(model, config, vocabulary, final_dir)

@@ -147,6 +147,8 @@ def test_resume_continues_from_the_last_epoch(sample_examples, tmp_path):
         str(sample_examples[0]), str(tmp_path), ModelConfig(**dict(config, epochs=2)), verbose=0, export=False
     )
     assert third["epochs_run"] == 0 and third["best_epoch"] == second["best_epoch"]
+    # the time spent is kept across resumes (a rerun that trains nothing does not reset it to 0)
+    assert third["train_seconds_total"] == second["train_seconds_total"] > first["train_seconds_total"] > 0
     assert third["valid"]["all"]["NDCG@10"] == pytest.approx(second["valid"]["all"]["NDCG@10"], abs=1e-9)
 
 
