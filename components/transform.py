@@ -210,14 +210,13 @@ def _run_remote(config: TransformConfig, files: list[str], beam_args: list[str])
     """run_transform into a new folder on an object store (Dataflow writes gs:// outputs)."""
     from apache_beam.io.filesystems import FileSystems
 
-    marker = FileSystems.join(config.output, COMPLETION_MARKER)
-    if FileSystems.exists(marker) or FileSystems.match([FileSystems.join(config.output, "*")])[0].metadata_list:
+    if FileSystems.match([FileSystems.join(config.output, "*")])[0].metadata_list:  # stats.json included
         raise readers.InputError(
             f"--output {config.output} is not empty: object stores cannot replace a folder atomically, "
             "so write each run to a new folder (e.g. .../examples/2026-11-29)"
         )
     stats = _run_and_check(config, files, config.output, beam_args)
-    with FileSystems.create(marker) as handle:
+    with FileSystems.create(FileSystems.join(config.output, COMPLETION_MARKER)) as handle:
         handle.write(json.dumps(stats, indent=2).encode("utf-8"))
     return stats
 
@@ -247,10 +246,9 @@ def _run_pipeline(config: TransformConfig, files: list[str], output: str, beam_a
     """The Beam pipeline itself, writing into `output`; returns the stats (not yet written)."""
     import apache_beam as beam
     from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
 
     from components.beam_transforms import TransformLogs, assemble_stats
-
-    from apache_beam.io.filesystems import FileSystems
 
     work = FileSystems.join(output, "_work")
     with beam.Pipeline(options=_beam_options(config, beam_args)) as pipeline:

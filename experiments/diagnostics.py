@@ -95,26 +95,37 @@ def diagnose(run_dir: str, examples: str) -> dict:
     }
 
 
+def _table(title: str, header: str, rule: str, rows: list[str]) -> list[str]:
+    """A Markdown section: a blank line, the title, the header and its rule, then the rows."""
+    return ["", f"### {title}", "", header, rule, *rows]
+
+
 def markdown(results: dict) -> str:
     """Two tables: gate usage and entropy per task, and gradient norms per loss term and expert."""
+    gates = [
+        f"| {name} | {task} | {usage['weights']} | {usage['entropy']:.3f} |"
+        for name, result in results.items()
+        for task, usage in result["gates"].items()
+    ]
+    gradients = [
+        f"| {name} | {term} | {values} |"
+        for name, result in results.items()
+        for term, values in result["gradients"].items()
+    ]
     lines = [
-        "### Gate usage (mean weight per expert on valid) and entropy",
+        *_table(
+            "Gate usage (mean weight per expert on valid) and entropy",
+            "| model | task | expert weights | entropy (log K = uniform) |",
+            "|---|---|---|---:|",
+            gates,
+        ),
+        *_table(
+            "Gradient norm of each loss term on each expert (4 train batches)",
+            "| model | term | expert 1..K |",
+            "|---|---|---|",
+            gradients,
+        ),
         "",
-        "| model | task | expert weights | entropy (log K = uniform) |",
-        "|---|---|---|---:|",
+        "last lambda/phi: " + "; ".join(f"{name} {result['last']}" for name, result in results.items()),
     ]
-    for name, result in results.items():
-        for task, usage in result["gates"].items():
-            lines.append(f"| {name} | {task} | {usage['weights']} | {usage['entropy']:.3f} |")
-    lines += [
-        "",
-        "### Gradient norm of each loss term on each expert (4 train batches)",
-        "",
-        "| model | term | expert 1..K |",
-        "|---|---|---|",
-    ]
-    for name, result in results.items():
-        for term, values in result["gradients"].items():
-            lines.append(f"| {name} | {term} | {values} |")
-    lines += ["", "last lambda/phi: " + "; ".join(f"{name} {result['last']}" for name, result in results.items())]
-    return "\n".join(lines)
+    return "\n".join(lines[1:])
