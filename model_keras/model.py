@@ -105,10 +105,17 @@ class SyNCRec(SequentialRecommender):
         """Y^cross [B, L, r] (the representation used for prediction, Eq. 19)."""
         return self.encode(features, training).y_cross
 
-    def user_representation(self, item_ids, training=False):
-        """(y_T)^cross [B, r]: the cross-domain representation of the last position (Eq. 19)."""
+    def user_representation(self, item_ids, training=False, stacked_experts=None):
+        """(y_T)^cross [B, r]: the cross-domain representation of the last position (Eq. 19).
+
+        `stacked_experts` (serving, inference only): a StackedExperts copy of the experts, which gives
+        the same value with one op per step for all K experts instead of one per expert."""
         (item_ids,) = trim_to_longest(item_ids)
-        f_cross = self.acmoe.cross_only(self.embed(item_ids, training), item_ids, training=training)
+        embedded = self.embed(item_ids, training)
+        if stacked_experts is None:
+            f_cross = self.acmoe.cross_only(embedded, item_ids, training=training)
+        else:
+            f_cross = stacked_experts.cross_last(embedded, item_ids)
         return self.cross_tower(f_cross[:, tf.newaxis, -1:], training=training)[:, 0, -1]
 
     def single_user_representation(self, single_ids, domain, training=False):

@@ -14,7 +14,8 @@ k' = min(k, the smallest target domain's item count in the batch). With `exclude
 default) items already in a user's history are not recommended: they score -inf and sort last.
 When every row of a batch asks for the same domain (single requests always do), only that domain's
 contiguous id range of the item table is scored, not the whole vocabulary (exact, stock TF ops). The
-SavedModel holds a second, scoring-only copy of the item table (see ServingModule).
+SavedModel holds a second, scoring-only copy of the item table (see ServingModule), and SyNCRec's experts
+run as one stacked computation (model_keras/layers/stacked_experts.py).
 The SOS token is added here and the T most recent kept, exactly as the transform builds X.
 """
 
@@ -25,6 +26,7 @@ import os
 
 import tensorflow as tf
 
+from model_keras.layers.stacked_experts import StackedExperts
 from schemas.vocabulary import SOS_ID
 
 KEY_SEPARATOR = "\t"  # ids cannot contain control characters (raw-log validation)
@@ -77,6 +79,14 @@ class ServingModule(tf.Module):
         # table (27 ms for 1M x 64). Scoring reads this copy instead: a domain's rows are a zero-copy slice.
         self.scoring_table = tf.Variable(model.embedding.item_table.read_value(), trainable=False, name="scoring_table")
         self.domain_list = ", ".join(vocabulary.domain_names)
+        # SyNCRec's K experts as one stacked computation: a request's encoder pass is dispatch-bound.
+        self.stacked_experts = StackedExperts(model.acmoe) if hasattr(model, "acmoe") else None
+
+    def _user_representation(self, history):
+        """The model's user representation of left-padded histories (the stacked experts when there are some)."""
+        if self.stacked_experts is None:
+            return self.model.user_representation(history, training=False)
+        return self.model.user_representation(history, training=False, stacked_experts=self.stacked_experts)
 
     # ------------------------------------------------------------------ checks (INVALID_ARGUMENT naming the problem)
     # Each check is a control dependency of the value it guards, so no op that would fail on a bad value
@@ -138,7 +148,7 @@ class ServingModule(tf.Module):
 
     def _top_k(self, history, target_domain, k):
         k = self._checked(k, tf.debugging.assert_positive(k, message="k must be >= 1"))
-        representation = self.model.user_representation(left_pad_history(history, self.max_len), training=False)
+        representation = self._user_representation(left_pad_history(history, self.max_len))
         k = tf.minimum(k, tf.reduce_min(tf.gather(self.domain_size, target_domain)))
 
         def one_domain():  # the domain's contiguous rows of M only: |V^d| x r instead of |V| x r
@@ -192,7 +202,7 @@ class ServingModule(tf.Module):
         candidates = self.item_table.lookup(tf.strings.join([domains, candidate_items], separator=KEY_SEPARATOR))
         candidates = tf.where(candidates < 0, tf.gather(self.domain_oov, domain_ids)[:, tf.newaxis], candidates)
         items = left_pad_history(self._history_ids(history_items, history_domains), self.max_len)
-        return {"scores": self.model.score(self.model.user_representation(items, training=False), candidates)}
+        return {"scores": self.model.score(self._user_representation(items), candidates)}
 
     @tf.function(
         input_signature=[

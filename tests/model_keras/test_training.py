@@ -74,6 +74,23 @@ def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
     assert config["embed_dim"] == 32
 
 
+def test_exported_top_k_is_the_exact_top_k_of_the_trained_model(trained, sample_examples, vocab):
+    """The SavedModel's fast path (stacked experts, scoring the domain's slice of the table) gives what the trained Keras
+    model computes item by item, with the history's items left out."""
+    out, _ = trained
+    model = load_trained(str(out), str(sample_examples[0]))
+    serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
+    books = vocab.domain("Books")
+    history = tf.constant([[books.start + 1, books.start + 2, books.start + 3, books.start + 4]], tf.int32)
+    got = serve(history_items=history, target_domain=tf.constant([books.domain_id]), k=tf.constant(10))
+    user = model.user_representation(left_pad_history(history, model.config.max_len))
+    scores = model.score_domain(user, tf.constant([books.domain_id])).numpy()[0]
+    scores[history.numpy()[0]] = -np.inf
+    expected = np.argsort(-scores, kind="stable")[:10]
+    assert got["item_ids"].numpy()[0].tolist() == expected.tolist()
+    np.testing.assert_allclose(got["scores"].numpy()[0], scores[expected], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_string_signatures_agree_with_the_id_signature(trained, vocab):
     out, _ = trained
