@@ -20,6 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from benchmarks.reference import SERVING_BEFORE, SERVING_ITEMS
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
 from model_keras.signatures import export_saved_model
@@ -120,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     for label, samples in latency.items():
         p50, p99 = percentiles(samples)
         print(f"| {label} | {p50:.1f} | {p99:.1f} |")
+    if args.items == SERVING_ITEMS:
+        print("\nBefore (recorded in issue #13 with this command, same machine class; not this run):\n")
+        print("| path | p50 ms | p99 ms |")
+        print("|---|---:|---:|")
+        for label, p50, p99 in SERVING_BEFORE:
+            print(f"| before: {label} | {p50:.1f} | {p99:.1f} |")
     print("\n| path | batch (one target domain) | p50 ms | p99 ms | requests/s |")
     print("|---|---:|---:|---:|---:|")
     for path, batch, (p50, p99), rate in throughput:

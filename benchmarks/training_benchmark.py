@@ -20,10 +20,16 @@ import numpy as np
 
 import tensorflow as tf
 
+from benchmarks.reference import TRAINING_BEFORE, TRAINING_SETTINGS
 from components.sequences import build_example
 from schemas.features import PER_DOMAIN_FEATURES
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
+
+
+def cross_experts(num_experts: int) -> int:
+    """j = 3 at K = 4 (the default), and always within ACMoE's [1, K-1]."""
+    return max(1, min(3, num_experts - 1))
 
 
 def synthetic_batch(batch_size: int, max_len: int, num_domains: int, items_per_domain: int, rng) -> dict:
@@ -59,7 +65,7 @@ def measure(max_len: int, args) -> dict:
         max_len=max_len,
         embed_dim=args.embed_dim,
         num_experts=args.experts,
-        num_cross_experts=min(3, args.experts),
+        num_cross_experts=cross_experts(args.experts),
         num_blocks=2,
         num_heads=1,
         batch_size=args.batch_size,
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args(argv)
     print(
-        f"SyNCRec r={args.embed_dim} K={args.experts} j={min(3, args.experts)} blocks=2 batch={args.batch_size} "
+        f"SyNCRec r={args.embed_dim} K={args.experts} j={cross_experts(args.experts)} blocks=2 batch={args.batch_size} "
         f"D={args.domains} items={args.items:,}; "
         f"cores: {os.cpu_count()}, TF {tf.__version__}\n"
     )
@@ -122,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(max_len, args)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"| {r['T']} | {r['ms_step']:,.0f} | {r['seq_s']:,.1f} | {r['eval_users_s']:,.0f} | {peak:,.0f} |")
+    settings = {"embed_dim": args.embed_dim, "experts": args.experts, "batch_size": args.batch_size}
+    settings.update(domains=args.domains, items=args.items, max_len=TRAINING_SETTINGS["max_len"])
+    if settings == TRAINING_SETTINGS and TRAINING_SETTINGS["max_len"] in args.max_len:
+        print("\nBefore, at T=50 (recorded in issue #13 with this command, same machine class; not this run):\n")
+        print("| code | train ms/step | train sequences/s |")
+        print("|---|---:|---:|")
+        for code, ms_step, seq_s in TRAINING_BEFORE:
+            print(f"| before: {code} | {ms_step:,} | {seq_s:,.1f} |")
     return 0
 
 
