@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from experiments.runner import aggregate
+from experiments.__main__ import DEFAULT_MODELS
+from experiments.runner import VARIANTS, aggregate
 
 pytestmark = pytest.mark.slow
 TINY = ["--seeds", "1", "--max-len", "20", "--set", "epochs=1", "--set", "embed_dim=8"]
@@ -85,15 +86,10 @@ def test_negative_transfer_ablation_and_sweep(tmp_path):
     )
     assert gain == pytest.approx(100 * (cdsr - sdsr) / sdsr)
     assert "domains with negative transfer" in result.stdout
-    result = run("ablation", "--out", str(tmp_path))
+    # Two of Table 5's variants here (the full model's run is reused); each variant is a setting checked below.
+    result = run("ablation", "--models", "syncrec,causal gates", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path, "ablation")) == {
-        "syncrec",
-        "w/o LC-NTG",
-        "w/o SC-MIM",
-        "w/o ACMoE",
-        "causal gates",
-    }
+    assert set(check_outputs(tmp_path, "ablation")) == {"syncrec", "causal gates"}
     result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path, "sweep")) == {"num_experts=2", "num_experts=3"}
@@ -112,6 +108,18 @@ def test_bad_arguments_are_one_clear_error_before_any_work(tmp_path, args, messa
     result = run("compare", *args, "--out", str(tmp_path))
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "examples").exists()
+
+
+def test_ablation_defaults_to_table_5_and_each_variant_changes_one_setting():
+    assert DEFAULT_MODELS["ablation"].split(",") == ["syncrec", "w/o LC-NTG", "w/o SC-MIM", "w/o ACMoE", "causal gates"]
+    changed = {name: VARIANTS[name].settings for name in DEFAULT_MODELS["ablation"].split(",")}
+    assert changed == {
+        "syncrec": {},
+        "w/o LC-NTG": {"use_lc_ntg": False},
+        "w/o SC-MIM": {"use_sc_mim": False},
+        "w/o ACMoE": {"use_acmoe": False},
+        "causal gates": {"causal_gates": True},
+    }
 
 
 def test_aggregate_mean_and_std():
