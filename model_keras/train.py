@@ -83,7 +83,8 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         self.scorer = self.scorer or ModelScorer(self.model, self.view)
         result = evaluate(self.scorer, self.examples_dir, "valid", self.vocabulary, self.protocol)
         score = result["all"][SELECTION_METRIC]
-        self.state["history"].append({"epoch": epoch + 1, "loss": loss, **result["all"]})
+        terms = {k: float(v) for k, v in logs.items() if not k.startswith("val_")}  # losses, lambda, phi
+        self.state["history"].append({"epoch": epoch + 1, "loss": loss, **result["all"], "terms": terms})
         for metric in ("HR@10", "NDCG@10", "MRR"):
             logs[f"val_{metric}"] = result["all"][metric]
         if score > self.state["best_score"] and result["health"]["non_finite_scores"] == 0:
@@ -93,6 +94,11 @@ class ValidationCallback(tf.keras.callbacks.Callback):
             self.state["stopped_early"] = True
             self.model.stop_training = True
         self._save_state()
+
+    def resume_at(self, epoch: int) -> None:
+        """Forget epochs after `epoch`, the last one the checkpoint holds: a run stopped between saving this
+        state and saving the checkpoint trains that epoch again, and it must not be listed twice."""
+        self.state["history"] = [entry for entry in self.state["history"] if entry["epoch"] <= epoch]
 
     def _save_state(self):
         os.makedirs(self.best_dir, exist_ok=True)
@@ -112,8 +118,8 @@ def _restore_or_warm_start(model, vocabulary, output_dir, warm_start):
     return checkpoint, manager
 
 
-def _fit(model, train, config, initial_epoch, callbacks, verbose, steps=None) -> tuple[int, dict]:
-    """model.fit from `initial_epoch`; (epochs run now, per-epoch loss history). A NaN loss is TrainingDiverged."""
+def _fit(model, train, config, initial_epoch, callbacks, verbose, steps=None) -> int:
+    """model.fit from `initial_epoch`; the number of epochs run now. A NaN loss is TrainingDiverged."""
     try:
         history = model.fit(
             train,
@@ -130,7 +136,7 @@ def _fit(model, train, config, initial_epoch, callbacks, verbose, steps=None) ->
                 f"(now {config.learning_rate}) or check the data"
             ) from None
         raise
-    return len(history.epoch), {k: [float(x) for x in v] for k, v in history.history.items()}
+    return len(history.epoch)
 
 
 def _check_finite_weights(model) -> None:
@@ -148,10 +154,12 @@ def _previous_summary(output_dir: str) -> dict:
         return json.load(handle)
 
 
-def _loss_history(previous: dict, fresh: dict) -> dict:
-    """This run's per-epoch losses appended to those of the runs it resumed."""
-    previous = previous.get("loss_history", {})
-    return {k: previous.get(k, []) + fresh.get(k, []) for k in set(previous) | set(fresh)}
+def _loss_history(valid_history: list) -> dict:
+    """Per-epoch training terms (losses, lambda, phi) -> lists over epochs, the runs this one resumed included
+    (they come from the selection state, saved every epoch, so a run killed before it wrote training.json
+    loses none)."""
+    keys = sorted({k for entry in valid_history for k in entry.get("terms", {})})
+    return {k: [entry.get("terms", {}).get(k) for entry in valid_history] for k in keys}
 
 
 def run_fn(
@@ -220,9 +228,10 @@ def run_fn(
         tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch"),
     ]
     initial_epoch, started = int(checkpoint.epoch.numpy()), time.time()
-    epochs_run, fresh_history = 0, {}
+    validation.resume_at(initial_epoch)
+    epochs_run = 0
     if config.epochs > initial_epoch and not validation.state["stopped_early"]:
-        epochs_run, fresh_history = _fit(model, train, config, initial_epoch, callbacks, verbose, steps)
+        epochs_run = _fit(model, train, config, initial_epoch, callbacks, verbose, steps)
     seconds = time.time() - started
     if not chief:  # the chief goes on alone: no collective op may follow
         shutil.rmtree(output_dir, ignore_errors=True)
@@ -249,7 +258,7 @@ def run_fn(
         ),
         "valid": valid_result,
         "valid_history": validation.state["history"],
-        "loss_history": _loss_history(previous, fresh_history),
+        "loss_history": _loss_history(validation.state["history"]),
     }
     if export:
         _export(model, config, vocabulary, final_dir)
