@@ -25,6 +25,8 @@ DEVIATIONS = {
     "loss": "bce (what the official code trains with) instead of Eq. 8's log-sigmoid of probability differences",
     "lambda_scale": "LC-NTG weights |D|*lambda_d (mean one), so uniform lambda leaves the cross loss as it is",
     "num_cross_experts": "j = 3 of K = 4 (best in §5.6, near the official 0.8K) instead of §4.2.1's j = 0.2K",
+    "learn_ntg_coefficients": "alpha = beta = 1 fixed instead of learned: learned through sum(lambda*L) they push lambda "
+    "toward the domain with the lower cross loss until it runs away (README, results 3); fixed, lambda stays bounded",
 }
 
 
@@ -50,7 +52,7 @@ class ModelConfig:
     eta: float = 0.9  # harmonic factor of Eq. 18
     temperature: float = 1.0  # delta of Eq. 11 (fixed, as in the paper, unless learn_temperature)
     learn_temperature: bool = False
-    learn_ntg_coefficients: bool = True  # alpha and beta of Eq. 11 (learnable in the paper)
+    learn_ntg_coefficients: bool = False  # alpha and beta of Eq. 11 (learnable in the paper; see DEVIATIONS)
     mim_temperature: float = 1.0  # divides rho (Eq. 17) inside InfoNCE; 1.0 is the paper
     causal_gates: bool = False  # True: the gate at position t reads positions <= t only (Eq. 3 reads all T)
     use_lc_ntg: bool = True  # False: uniform lambda, everything else identical ("w/o LC-NTG")

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from model_keras import losses
+from model_keras.config import ModelConfig
 
 
 def test_pairwise_losses_match_their_formulas():
@@ -124,10 +125,14 @@ def test_train_step_updates_lambda_state_and_reports_every_term(make_model, batc
     assert model.ntg_lambda.numpy().sum() == pytest.approx(1.0)
     assert any(w is model.ntg_lambda for w in model.non_trainable_weights)
     trainable = {id(w) for w in model.trainable_weights}
-    assert {id(model.ntg_alpha), id(model.ntg_beta)} <= trainable  # Eq. 11: alpha, beta learnable
+    assert not {id(model.ntg_alpha), id(model.ntg_beta)} & trainable  # fixed by default (bounded lambda)
     assert id(model.ntg_log_temperature) not in trainable  # delta is a fixed temperature in the paper
-    learned = make_model(learn_temperature=True)
-    assert id(learned.ntg_log_temperature) in {id(w) for w in learned.trainable_weights}
+    learned = make_model(learn_temperature=True, learn_ntg_coefficients=True)  # Eq. 11 as in the paper
+    assert {id(learned.ntg_alpha), id(learned.ntg_beta), id(learned.ntg_log_temperature)} <= {
+        id(w) for w in learned.trainable_weights
+    }
+    paper = ModelConfig.from_dict({"preset": "paper"})
+    assert paper.learn_ntg_coefficients and not ModelConfig().learn_ntg_coefficients
 
 
 def test_variants_change_the_total_loss(make_model, batch):
