@@ -20,7 +20,7 @@ import numpy as np
 
 import tensorflow as tf
 
-from benchmarks.reference import TRAINING_BEFORE, TRAINING_SETTINGS
+from benchmarks.reference import TRAINING_BEFORE, TRAINING_MAX_LEN, TRAINING_SETTINGS
 from components.sequences import build_example
 from schemas.features import PER_DOMAIN_FEATURES
 from model_keras.config import ModelConfig
@@ -128,9 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         r = measure(max_len, args)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"| {r['T']} | {r['ms_step']:,.0f} | {r['seq_s']:,.1f} | {r['eval_users_s']:,.0f} | {peak:,.0f} |")
-    settings = {"embed_dim": args.embed_dim, "experts": args.experts, "batch_size": args.batch_size}
-    settings.update(domains=args.domains, items=args.items, max_len=TRAINING_SETTINGS["max_len"])
-    if settings == TRAINING_SETTINGS and TRAINING_SETTINGS["max_len"] in args.max_len:
+    settings = {name: getattr(args, name) for name in TRAINING_SETTINGS}
+    if settings == TRAINING_SETTINGS and TRAINING_MAX_LEN in args.max_len:
         print("\nBefore, at T=50 (recorded in issue #13 with this command, same machine class; not this run):\n")
         print("| code | train ms/step | train sequences/s |")
         print("|---|---:|---:|")

@@ -33,7 +33,7 @@ class StackedExperts(tf.Module):
     def __init__(self, acmoe, name: str = "stacked_experts"):
         super().__init__(name=name)
         experts = acmoe.experts
-        self.num_heads, self.key_dim = acmoe.num_heads, acmoe.embed_dim // acmoe.num_heads
+        self.key_dim = acmoe.embed_dim // acmoe.num_heads  # heads come with the kernels' shapes
         self.num_blocks = len(experts[0].blocks)
         self.cross_gate = acmoe.cross_gate
         self.blocks = []
