@@ -64,6 +64,7 @@ class ModelConfig:
     batch_size: int = 128
     epochs: int = 200  # the most epochs; training stops earlier when valid NDCG@10 stalls for `patience`
     patience: int = 10  # epochs without a better valid NDCG@10 before stopping (0: never stop early)
+    min_epochs: int = 0  # early stopping never ends a run before this epoch (a stall after a fast start)
     distribution: str = "none"  # "mirrored": the local devices; "multi_worker": the workers named by TF_CONFIG
     seed: int = 0
     extra: dict = field(default_factory=dict)
@@ -94,6 +95,7 @@ class ModelConfig:
             "batch_size": (1, 65536),
             "epochs": (1, 100_000),
             "patience": (0, 100_000),
+            "min_epochs": (0, 100_000),
             "seed": (0, 2**31 - 1),
         }
         for name, (low, high) in ranges.items():

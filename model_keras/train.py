@@ -5,7 +5,8 @@
 
 Each epoch is followed by a validation pass (the protocol above; the same candidates every epoch);
 the weights of the epoch with the best overall valid NDCG@10 are kept (the test split is never looked
-at), and training stops when `patience` epochs in a row bring no better one, or after `epochs`.
+at), and training stops when `patience` epochs in a row bring no better one (not before `min_epochs`),
+or after `epochs`.
 A loss that turns NaN or infinite stops the run with an error (nothing is exported). Writes
 OUTPUT/checkpoints (resumable), OUTPUT/best (the selected weights and the selection state),
 OUTPUT/logs (TensorBoard), OUTPUT/saved_model, OUTPUT/model_config.json and OUTPUT/training.json.
@@ -55,13 +56,14 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
 
 class ValidationCallback(tf.keras.callbacks.Callback):
     """After each epoch: refuse a non-finite loss, evaluate on valid, keep the best weights (NDCG@10),
-    stop after `patience` epochs without a better one. The selection state lives in BEST_DIR, so a
+    stop after `patience` epochs without a better one, but never before epoch `min_epochs` (a model can sit
+    on a plateau after a fast first epoch and climb later). The selection state lives in BEST_DIR, so a
     resumed run continues it."""
 
-    def __init__(self, examples_dir, vocabulary, protocol, view, best_dir, patience):
+    def __init__(self, examples_dir, vocabulary, protocol, view, best_dir, patience, min_epochs=0):
         super().__init__()
         self.examples_dir, self.vocabulary, self.protocol, self.view = examples_dir, vocabulary, protocol, view
-        self.best_dir, self.patience = best_dir, patience
+        self.best_dir, self.patience, self.min_epochs = best_dir, patience, min_epochs
         self.scorer = None  # built on the first epoch (the model is known then) and kept: compiled once
         self.state = {"best_epoch": 0, "best_score": -1.0, "best_result": None, "history": [], "stopped_early": False}
         if os.path.isfile(self._state_path):
@@ -90,7 +92,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         if score > self.state["best_score"] and result["health"]["non_finite_scores"] == 0:
             self.state.update(best_epoch=epoch + 1, best_score=score, best_result=result)
             self.model.save_weights(os.path.join(self.best_dir, "weights"))
-        elif self.patience and epoch + 1 - self.state["best_epoch"] >= self.patience:
+        elif self.patience and epoch + 1 >= self.min_epochs and epoch + 1 - self.state["best_epoch"] >= self.patience:
             self.state["stopped_early"] = True
             self.model.stop_training = True
         self._save_state()
@@ -216,7 +218,7 @@ def run_fn(
     checkpoint, manager = _restore_or_warm_start(model, vocabulary, output_dir, warm_start)
     view = "single" if config.mode == "sdsr" else "cross"
     validation = ValidationCallback(
-        examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience
+        examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience, config.min_epochs
     )
     save_epoch = tf.keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: (checkpoint.epoch.assign(epoch + 1), manager.save())

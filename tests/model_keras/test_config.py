@@ -34,6 +34,7 @@ def test_settings_parser_reads_json_values_and_keeps_strings():
         ({"use_lc_ntg": "yes"}, "use_lc_ntg must be true or false"),
         ({"loss_reduction": "median"}, "loss_reduction must be one of"),
         ({"patience": -3}, r"patience must be in \[0"),
+        ({"min_epochs": -1}, r"min_epochs must be in \[0"),
     ],
 )
 def test_bad_settings_fail_before_any_work_naming_the_setting(setting, message):

@@ -219,6 +219,20 @@ def test_early_stopping_keeps_the_best_epoch_and_says_so(sample_examples, tmp_pa
     assert summary["stopped_early"] and summary["last_epoch"] == summary["best_epoch"] + 2 < 30
     assert history[summary["best_epoch"] - 1] == max(history) == summary["valid"]["all"]["NDCG@10"]
 
+    # The same run with a floor past where patience stopped it: it trains on to the floor (or further, if
+    # it finds a better epoch there) and still selects the best epoch it saw.
+    floor = summary["last_epoch"] + 3
+    floored = run_fn(
+        str(sample_examples[0]),
+        str(tmp_path / "floored"),
+        ModelConfig(**dict(SMALL, epochs=40, patience=2, min_epochs=floor)),
+        verbose=0,
+        export=False,
+    )
+    history = [h["NDCG@10"] for h in floored["valid_history"]]
+    assert floored["last_epoch"] == max(floor, floored["best_epoch"] + 2) and floored["stopped_early"]
+    assert history[floored["best_epoch"] - 1] == max(history) == floored["valid"]["all"]["NDCG@10"]
+
 
 @pytest.mark.slow
 def test_a_diverged_run_stops_with_a_clear_error_and_exports_nothing(trained, sample_examples, tmp_path):
