@@ -14,7 +14,8 @@ Every model trains until valid NDCG@10 stalls for `patience` epochs (not before 
 --report-also one.
 Each writes DIR/<name>.md, DIR/<name>.json (model -> domain -> metric -> {mean, std}), one
 DIR/<name>.<protocol>.json per --report-also, DIR/<name>.png and DIR/<name>.run.json (arguments,
-seeds, versions, each model's best and last epoch per seed).
+seeds, versions, each model's best and last epoch per seed, and per seed the valid NDCG@10 it was
+selected on and its test metrics under every protocol, for paired comparisons).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from experiments.runner import (
     aggregate,
     epochs_line,
     markdown_table,
+    per_seed,
     prepare_examples,
     run_info,
     run_variants,
@@ -317,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     info["epochs"] = {
         model: [{"best": b, "last": last} for b, last in entry["epochs"]] for model, entry in results.items()
     }
+    info["per_seed"] = per_seed(results, args.protocol, tuple(args.report))
     epochs = epochs_line(results) if results else ""
     for suffix, table, markdown in outputs:
         write_outputs(args.out, args.command + suffix, table, f"{markdown}\n\n{epochs}", info)

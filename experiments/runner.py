@@ -77,14 +77,14 @@ def run_variants(
     report: tuple[EvalProtocol, ...] = (),
 ) -> dict:
     """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)],
-    "histories": [...]}}.
+    "valid": [selected epoch's valid NDCG@10], "histories": [...]}}.
 
     Seeds are the outer loop, so every variant has a first seed before any has a second. Each model
     is selected on valid under `protocol` and evaluated on test under `protocol` and each of `report`.
     """
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
     results = {
-        v.name: {"seeds": [], "also": {p.describe(): [] for p in report}, "epochs": [], "histories": []}
+        v.name: {"seeds": [], "also": {p.describe(): [] for p in report}, "epochs": [], "valid": [], "histories": []}
         for v in variants
     }
     for seed in range(seeds):
@@ -99,12 +99,13 @@ def run_variants(
             for extra in report:
                 entry["also"][extra.describe()].append(evaluate(scorer, examples, "test", vocabulary, extra))
             entry["epochs"].append((summary["best_epoch"], summary["last_epoch"]))
+            entry["valid"].append(summary["valid"]["all"]["NDCG@10"])
             entry["histories"].append(
                 {k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))}
             )
             print(
                 f"  {variant.name} seed {seed}: test NDCG@10 {entry['seeds'][-1]['all']['NDCG@10']:.4f} "
-                f"(best epoch {summary['best_epoch']} of {summary['last_epoch']})",
+                f"(best epoch {summary['best_epoch']} of {summary['last_epoch']}, valid {entry['valid'][-1]:.4f})",
                 flush=True,
             )
     return results
@@ -125,6 +126,32 @@ def aggregate(results: dict, key: str | None = None) -> dict:
             }
             table[model][domain]["users"] = rows[0]["users"]
     return table
+
+
+def per_seed(results: dict, protocol: EvalProtocol, report: tuple[EvalProtocol, ...] = ()) -> dict:
+    """model -> one record per seed: best/last epoch, the valid NDCG@10 it was selected on, and test
+    (protocol -> domain -> metric). Seeds share data, negatives and initialisation across models, so two
+    models can be compared seed by seed (a paired difference), which a mean ± std alone cannot show."""
+    records = {}
+    for model, entry in results.items():
+        protocols = {protocol.describe(): entry["seeds"], **{p.describe(): entry["also"][p.describe()] for p in report}}
+        records[model] = [
+            {
+                "seed": seed,
+                "best_epoch": best,
+                "last_epoch": last,
+                "valid_NDCG@10": entry["valid"][seed],
+                "test": {
+                    name: {
+                        domain: {m: result[m] for m in METRICS}
+                        for domain, result in {**runs[seed]["domains"], "all": runs[seed]["all"]}.items()
+                    }
+                    for name, runs in protocols.items()
+                },
+            }
+            for seed, (best, last) in enumerate(entry["epochs"])
+        ]
+    return records
 
 
 def epochs_line(results: dict) -> str:

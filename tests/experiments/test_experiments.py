@@ -35,6 +35,14 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     assert info["selection_protocol"] == "99 negatives from the label's domain"
     assert all(len(runs) == 1 and runs[0]["best"] <= runs[0]["last"] == 1 for runs in info["epochs"].values())
     assert "best/last epoch per seed: syncrec 1/1" in (tmp_path / "compare.md").read_text()
+    # per seed, for paired comparisons: the selection value and test under both protocols, matching the table
+    (record,) = info["per_seed"]["syncrec"]
+    assert record["seed"] == 0 and (record["best_epoch"], record["last_epoch"]) == (1, 1)
+    assert 0.0 < record["valid_NDCG@10"] <= 1.0
+    assert set(record["test"]) == {"99 negatives from the label's domain", "999 negatives from the label's domain"}
+    assert (
+        record["test"]["99 negatives from the label's domain"]["all"]["MRR"] == table["syncrec"]["all"]["MRR"]["mean"]
+    )
     wider = json.loads((tmp_path / "compare.999-domain.json").read_text())  # ABXI's protocol: more negatives, lower HR
     assert wider["syncrec"]["all"]["HR@10"]["mean"] < table["syncrec"]["all"]["HR@10"]["mean"]
     assert "999 negatives from the label's domain" in (tmp_path / "compare.999-domain.md").read_text()
