@@ -8,7 +8,8 @@ compare            Table 2: per-domain HR@5/10, NDCG@5/10, MRR of SyNCRec and ba
 negative-transfer  Table 4: per-domain improvement (%) of each CDSR model over the SDSR model (SASRec on X^d)
 ablation           Table 5: full SyNCRec, w/o LC-NTG, w/o SC-MIM, w/o ACMoE, causal gates (MRR per domain)
 sweep              Fig. 3: one setting over values (default embed_dim 8..128), NDCG@10 per domain
-diagnose           why: gate usage and entropy per task, per-expert gradient norms, lambda/phi of trained runs
+diagnose           why: gate usage and entropy per task, per-expert gradient norms, lambda/phi, and NDCG@10
+                   per domain through each tower (cross, single) of trained runs
 Every model trains until valid NDCG@10 stalls for `patience` epochs (not before `min_epochs`, at most
 `epochs`) and is selected on valid under the protocol flags; test is reported under that protocol and each
 --report-also one.
@@ -243,7 +244,9 @@ def diagnose(args, examples, base):
     from experiments.diagnostics import diagnose as diagnose_run
     from experiments.diagnostics import find_run, markdown
 
-    results = {name: diagnose_run(find_run(args.out, name, 0), examples) for name in args.models.split(",")}
+    results = {
+        name: diagnose_run(find_run(args.out, name, 0), examples, args.protocol) for name in args.models.split(",")
+    }
     return None, [("", results, markdown(results))]
 
 

@@ -6,6 +6,9 @@ For a trained run (a folder run_fn wrote, with model_config.json and best/weight
   gradients    the norm of each loss term's gradient on each expert's weights, over a few train batches:
                with ACMoE, the single-domain terms reach experts j+1..K only and the cross term 1..j only
   lambda, phi  their last values (Eq. 10-11)
+  towers       NDCG@10 per domain on valid and test through the cross tower (Eq. 19, what the model
+               serves) and through the single-domain towers: where negative transfer is real, the single
+               towers can hold accuracy that Eq. 19 never uses
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset
 from model_keras.train import load_trained
 from schemas.vocabulary import Vocabulary
@@ -76,8 +80,19 @@ def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int 
     return {term: [round(float(v), 4) for v in values] for term, values in norms.items()}
 
 
-def diagnose(run_dir: str, examples: str) -> dict:
-    """Gate usage, expert gradients and the last lambda/phi of one trained SyNCRec run."""
+def tower_accuracy(model, examples: str, vocabulary: Vocabulary, protocol: EvalProtocol) -> dict:
+    """split -> tower ("cross", "single") -> domain (and "all") -> NDCG@10."""
+    towers = {}
+    for split in ("valid", "test"):
+        for view in ("cross", "single"):
+            run = evaluate(ModelScorer(model, view), examples, split, vocabulary, protocol)
+            by_domain = {**run["domains"], "all": run["all"]}
+            towers.setdefault(split, {})[view] = {d: round(r["NDCG@10"], 4) for d, r in by_domain.items()}
+    return towers
+
+
+def diagnose(run_dir: str, examples: str, protocol: EvalProtocol = EvalProtocol()) -> dict:
+    """Gate usage, expert gradients, the last lambda/phi and each tower's accuracy of one trained SyNCRec run."""
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
     model = load_trained(run_dir, examples)
     with open(os.path.join(run_dir, "training.json"), encoding="utf-8") as handle:
@@ -92,6 +107,7 @@ def diagnose(run_dir: str, examples: str) -> dict:
         "gates": gate_usage(model, examples, vocabulary),
         "gradients": expert_gradients(model, examples, vocabulary),
         "last": last,
+        "towers": tower_accuracy(model, examples, vocabulary, protocol),
     }
 
 
@@ -101,7 +117,8 @@ def _table(title: str, header: str, rule: str, rows: list[str]) -> list[str]:
 
 
 def markdown(results: dict) -> str:
-    """Two tables: gate usage and entropy per task, and gradient norms per loss term and expert."""
+    """Three tables: gate usage and entropy per task, gradient norms per loss term and expert, and NDCG@10
+    per domain through each tower."""
     gates = [
         f"| {name} | {task} | {usage['weights']} | {usage['entropy']:.3f} |"
         for name, result in results.items()
@@ -111,6 +128,13 @@ def markdown(results: dict) -> str:
         f"| {name} | {term} | {values} |"
         for name, result in results.items()
         for term, values in result["gradients"].items()
+    ]
+    domains = list(next(iter(results.values()))["towers"]["valid"]["cross"]) if results else []
+    towers = [
+        f"| {name} | {split} | {view} | " + " | ".join(f"{by_domain[d]:.4f}" for d in domains) + " |"
+        for name, result in results.items()
+        for split, by_view in result["towers"].items()
+        for view, by_domain in by_view.items()
     ]
     lines = [
         *_table(
@@ -124,6 +148,12 @@ def markdown(results: dict) -> str:
             "| model | term | expert 1..K |",
             "|---|---|---|",
             gradients,
+        ),
+        *_table(
+            "NDCG@10 per domain through each tower (the model serves the cross tower, Eq. 19)",
+            "| model | split | tower | " + " | ".join(domains) + " |",
+            "|---|---|---|" + "---:|" * len(domains),
+            towers,
         ),
         "",
         "last lambda/phi: " + "; ".join(f"{name} {result['last']}" for name, result in results.items()),

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,15 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "diagnose.json").read_text())["syncrec"]
+    # each tower on valid and test; the cross tower on valid is what selection saw for the kept epoch
+    towers = report["towers"]
+    trained = json.loads((Path(report["run"]) / "training.json").read_text())
+    assert towers["valid"]["cross"]["all"] == pytest.approx(trained["valid"]["all"]["NDCG@10"], abs=1e-4)
+    assert {split: set(towers[split]) for split in towers} == {
+        "valid": {"cross", "single"},
+        "test": {"cross", "single"},
+    }
+    assert set(towers["test"]["single"]) == set(table["syncrec"]) and "through each tower" in result.stdout
     gradients = report["gradients"]
     j = report["cross_experts_j"]
     assert all(g == 0 for g in gradients["single_loss"][:j]) and all(g > 0 for g in gradients["single_loss"][j:])
