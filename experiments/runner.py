@@ -130,7 +130,7 @@ def aggregate(results: dict, key: str | None = None) -> dict:
 
 def per_seed(results: dict, protocol: EvalProtocol, report: tuple[EvalProtocol, ...] = ()) -> dict:
     """model -> one record per seed: best/last epoch, the valid NDCG@10 it was selected on, and test
-    (protocol -> domain -> metric). Seeds share data, negatives and initialisation across models, so two
+    (protocol -> domain -> metric). A seed fixes the data order and the negatives for every model, so two
     models can be compared seed by seed (a paired difference), which a mean ± std alone cannot show."""
     records = {}
     for model, entry in results.items():
