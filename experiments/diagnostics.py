@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset
+from model_keras.metrics import domain_rows
 from model_keras.train import load_trained
 from schemas.vocabulary import Vocabulary
 
@@ -86,8 +87,7 @@ def tower_accuracy(model, examples: str, vocabulary: Vocabulary, protocol: EvalP
     for split in ("valid", "test"):
         for view in ("cross", "single"):
             run = evaluate(ModelScorer(model, view), examples, split, vocabulary, protocol)
-            by_domain = {**run["domains"], "all": run["all"]}
-            towers.setdefault(split, {})[view] = {d: round(r["NDCG@10"], 4) for d, r in by_domain.items()}
+            towers.setdefault(split, {})[view] = {d: round(r["NDCG@10"], 4) for d, r in domain_rows(run).items()}
     return towers
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from components.transform import TransformConfig, output_is_current, run_transform
 from model_keras.config import ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
+from model_keras.metrics import domain_rows
 from model_keras.train import run_fn
 from schemas.vocabulary import Vocabulary
 
@@ -116,10 +117,9 @@ def aggregate(results: dict, key: str | None = None) -> dict:
     table = {}
     for model, entry in results.items():
         runs = entry["seeds"] if key is None else entry["also"][key]
-        domains = list(runs[0]["domains"]) + ["all"]
         table[model] = {}
-        for domain in domains:
-            rows = [run["domains"][domain] if domain != "all" else run["all"] for run in runs]
+        for domain in domain_rows(runs[0]):
+            rows = [domain_rows(run)[domain] for run in runs]
             table[model][domain] = {
                 m: {"mean": statistics.fmean(r[m] for r in rows), "std": statistics.pstdev([r[m] for r in rows])}
                 for m in METRICS
@@ -143,8 +143,7 @@ def per_seed(results: dict, protocol: EvalProtocol, report: tuple[EvalProtocol, 
                 "valid_NDCG@10": entry["valid"][seed],
                 "test": {
                     name: {
-                        domain: {m: result[m] for m in METRICS}
-                        for domain, result in {**runs[seed]["domains"], "all": runs[seed]["all"]}.items()
+                        domain: {m: result[m] for m in METRICS} for domain, result in domain_rows(runs[seed]).items()
                     }
                     for name, runs in protocols.items()
                 },

@@ -23,11 +23,15 @@ def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
     }
 
 
+def domain_rows(result: dict) -> dict[str, dict]:
+    """An evaluation result's metrics per domain, then "all" (the order every table and check reads them in)."""
+    return {**result["domains"], "all": result["all"]}
+
+
 def format_metrics(result: dict, title: str = "") -> str:
     """Markdown table: one row per domain plus 'all'."""
     lines = [f"**{title}**"] if title else []
     lines += ["| domain | users | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
-    rows = list(result["domains"].items()) + [("all", result["all"])]
-    for name, m in rows:
+    for name, m in domain_rows(result).items():
         lines.append(f"| {name} | {m['users']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from model_keras.evaluation import METRICS, EvalProtocol, Scorer, evaluate
+from model_keras.metrics import domain_rows
 from schemas.vocabulary import Vocabulary
 
 BLESSING_METRIC = "NDCG@10"
@@ -56,7 +57,7 @@ def health_problems(result: dict) -> list[str]:
         problems.append(
             f"{health['constant_score_users']} of {users} users got the same score for every candidate (degenerate)"
         )
-    for domain, metrics in [*result["domains"].items(), ("all", result["all"])]:
+    for domain, metrics in domain_rows(result).items():
         if any(not math.isfinite(metrics[m]) for m in METRICS):
             problems.append(f"{domain}: a metric is not finite")
     return problems
