@@ -9,7 +9,7 @@ negative-transfer  Table 4: per-domain improvement (%) of each CDSR model over t
 ablation           Table 5: full SyNCRec, w/o LC-NTG, w/o SC-MIM, w/o ACMoE, causal gates (MRR per domain)
 sweep              Fig. 3: one setting over values (default embed_dim 8..128), NDCG@10 per domain
 diagnose           why: gate usage and entropy per task, per-expert gradient norms, lambda/phi, and NDCG@10
-                   per domain through each tower (cross, single) of trained runs
+                   per domain through each tower (cross, single, served) of trained runs (seed 0, and the other seeds < --seeds that ran)
 Every model trains until valid NDCG@10 stalls for `patience` epochs (not before `min_epochs`, at most
 `epochs`) and is selected on valid under the protocol flags; test is reported under that protocol and each
 --report-also one.
@@ -240,13 +240,20 @@ def sweep(args, examples, base):
 
 
 def diagnose(args, examples, base):
-    """Gate usage, per-expert gradients and lambda/phi of trained runs (seed 0), to see why a variant wins."""
+    """Gate usage, per-expert gradients, lambda/phi and each tower's accuracy of trained runs, to see why a variant
+    wins: seed 0 keyed by model (it must have run), and each other seed below --seeds that has a finished run,
+    keyed 'model (seed k)'."""
     from experiments.diagnostics import diagnose as diagnose_run
     from experiments.diagnostics import find_run, markdown
 
-    results = {
-        name: diagnose_run(find_run(args.out, name, 0), examples, args.protocol) for name in args.models.split(",")
-    }
+    runs = {name: find_run(args.out, name, 0) for name in args.models.split(",")}
+    for seed in range(1, args.seeds):
+        for name in args.models.split(","):
+            try:
+                runs[f"{name} (seed {seed})"] = find_run(args.out, name, seed)
+            except ValueError:
+                continue  # that seed has not run: diagnose what has
+    results = {key: diagnose_run(run, examples, args.protocol) for key, run in runs.items()}
     return None, [("", results, markdown(results))]
 
 

@@ -6,9 +6,10 @@ For a trained run (a folder run_fn wrote, with model_config.json and best/weight
   gradients    the norm of each loss term's gradient on each expert's weights, over a few train batches:
                with ACMoE, the single-domain terms reach experts j+1..K only and the cross term 1..j only
   lambda, phi  their last values (Eq. 10-11)
-  towers       NDCG@10 per domain on valid and test through the cross tower (Eq. 19, what the model
-               serves) and through the single-domain towers: where negative transfer is real, the single
-               towers can hold accuracy that Eq. 19 never uses
+  towers       NDCG@10 per domain on valid and test through the cross tower (Eq. 19), through the
+               single-domain towers, and as served (per domain the tower chosen on valid after training,
+               `prediction_towers`): where negative transfer is real, the single towers hold accuracy that
+               Eq. 19 never uses
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tensorflow as tf
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import domain_rows
-from model_keras.train import load_trained
+from model_keras.train import apply_prediction_towers, load_trained
 from schemas.vocabulary import Vocabulary
 
 LOSS_TERMS = ("single_loss", "cross_loss", "mim_loss")
@@ -82,19 +83,25 @@ def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int 
 
 
 def tower_accuracy(model, examples: str, vocabulary: Vocabulary, protocol: EvalProtocol) -> dict:
-    """split -> tower ("cross", "single") -> domain (and "all") -> NDCG@10."""
+    """split -> tower ("cross", "single", and "served": per domain the tower the model chose) -> domain (and
+    "all") -> NDCG@10."""
     towers = {}
     for split in ("valid", "test"):
-        for view in ("cross", "single"):
+        for view in ("cross", "single", "served"):
             run = evaluate(ModelScorer(model, view), examples, split, vocabulary, protocol)
             towers.setdefault(split, {})[view] = {d: round(r["NDCG@10"], 4) for d, r in domain_rows(run).items()}
     return towers
 
 
 def diagnose(run_dir: str, examples: str, protocol: EvalProtocol = EvalProtocol()) -> dict:
-    """Gate usage, expert gradients, the last lambda/phi and each tower's accuracy of one trained SyNCRec run."""
+    """Gate usage, expert gradients, the last lambda/phi and each tower's accuracy of one trained SyNCRec run,
+    and the tower serving each domain."""
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
     model = load_trained(run_dir, examples)
+    # The run's post-training setting, applied again (the same choice for a run that made it; the current
+    # default for a run that predates the setting), so "served" is what the run serves today.
+    cross = evaluate(ModelScorer(model, "cross"), examples, "valid", vocabulary, protocol)
+    apply_prediction_towers(model, model.config, examples, vocabulary, protocol, cross)
     with open(os.path.join(run_dir, "training.json"), encoding="utf-8") as handle:
         history = json.load(handle)["loss_history"]
     last = {k: round(v[-1], 4) for k, v in history.items() if k.startswith(("lambda/", "phi/"))}
@@ -108,6 +115,9 @@ def diagnose(run_dir: str, examples: str, protocol: EvalProtocol = EvalProtocol(
         "gradients": expert_gradients(model, examples, vocabulary),
         "last": last,
         "towers": tower_accuracy(model, examples, vocabulary, protocol),
+        "prediction_towers": {
+            d: "single" if flag else "cross" for d, flag in zip(vocabulary.domain_names, model.prediction_tower.numpy())
+        },
     }
 
 
@@ -150,12 +160,14 @@ def markdown(results: dict) -> str:
             gradients,
         ),
         *_table(
-            "NDCG@10 per domain through each tower (the model serves the cross tower, Eq. 19)",
+            "NDCG@10 per domain through each tower (served: per domain the tower chosen on valid)",
             "| model | split | tower | " + " | ".join(domains) + " |",
             "|---|---|---|" + "---:|" * len(domains),
             towers,
         ),
         "",
         "last lambda/phi: " + "; ".join(f"{name} {result['last']}" for name, result in results.items()),
+        "",
+        "served towers: " + "; ".join(f"{name} {result['prediction_towers']}" for name, result in results.items()),
     ]
     return "\n".join(lines[1:])

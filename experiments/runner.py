@@ -16,7 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from components.transform import TransformConfig, output_is_current, run_transform
-from model_keras.config import ModelConfig
+from model_keras.config import POST_TRAINING_SETTINGS, ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
 from model_keras.metrics import domain_rows
 from model_keras.train import run_fn
@@ -62,8 +62,12 @@ def prepare_examples(input_path: str, input_format: str, out: str, max_len: int,
 
 
 def run_folder(out: str, variant: Variant, config: ModelConfig, protocol: EvalProtocol) -> str:
-    """OUT/runs/<variant>/<digest of every setting and the selection protocol>/seed<k>."""
-    key = json.dumps({**config.to_dict(), "selection": protocol.describe()}, sort_keys=True)
+    """OUT/runs/<variant>/<digest of every training setting and the selection protocol>/seed<k>.
+
+    Post-training settings (config.POST_TRAINING_SETTINGS) are left out: run_fn applies them to a finished
+    run without training it again."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in POST_TRAINING_SETTINGS}
+    key = json.dumps({**settings, "selection": protocol.describe()}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), digest, f"seed{config.seed}")
 
@@ -78,14 +82,21 @@ def run_variants(
     report: tuple[EvalProtocol, ...] = (),
 ) -> dict:
     """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)],
-    "valid": [selected epoch's valid NDCG@10], "histories": [...]}}.
+    "valid": [selected epoch's valid NDCG@10, as served], "histories": [...], "towers": [{domain: tower}]}}.
 
     Seeds are the outer loop, so every variant has a first seed before any has a second. Each model
     is selected on valid under `protocol` and evaluated on test under `protocol` and each of `report`.
     """
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
     results = {
-        v.name: {"seeds": [], "also": {p.describe(): [] for p in report}, "epochs": [], "valid": [], "histories": []}
+        v.name: {
+            "seeds": [],
+            "also": {p.describe(): [] for p in report},
+            "epochs": [],
+            "valid": [],
+            "histories": [],
+            "towers": [],
+        }
         for v in variants
     }
     for seed in range(seeds):
@@ -94,13 +105,15 @@ def run_variants(
             summary = run_fn(
                 examples, run_folder(out, variant, config, protocol), config, protocol=protocol, verbose=0, export=False
             )
-            scorer = ModelScorer(summary["model"], "single" if config.mode == "sdsr" else "cross")
+            scorer = ModelScorer(summary["model"])  # what the model serves (per domain, its chosen tower)
             entry = results[variant.name]
             entry["seeds"].append(evaluate(scorer, examples, "test", vocabulary, protocol))
             for extra in report:
                 entry["also"][extra.describe()].append(evaluate(scorer, examples, "test", vocabulary, extra))
             entry["epochs"].append((summary["best_epoch"], summary["last_epoch"]))
             entry["valid"].append(summary["valid"]["all"]["NDCG@10"])
+            towers = summary.get("prediction_towers") or {}
+            entry["towers"].append({domain: choice["tower"] for domain, choice in towers.items()})
             entry["histories"].append(
                 {k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))}
             )
@@ -141,6 +154,7 @@ def per_seed(results: dict, protocol: EvalProtocol, report: tuple[EvalProtocol, 
                 "best_epoch": best,
                 "last_epoch": last,
                 "valid_NDCG@10": entry["valid"][seed],
+                "prediction_towers": entry["towers"][seed],  # {} for a model with one tower
                 "test": {
                     name: {
                         domain: {m: result[m] for m in METRICS} for domain, result in domain_rows(runs[seed]).items()

@@ -72,11 +72,25 @@ class SequentialRecommender(tf.keras.Model):
         """[B, r] from the X^d of the given domain (single_ids [B, D, T]; the SDSR view)."""
         raise NotImplementedError
 
-    def representation_for(self, batch, view: str = "cross"):
-        """[B, r] for an evaluation batch: from its history (X), or its X^d of the label's domain (view "single")."""
+    def served_representation(self, item_ids, domain_ids, domain, stacked_experts=None):
+        """[B, r] for target domain `domain` [B]: what the exported model serves (signatures.py), from X
+        (`item_ids` [B, T]) or from X^d of that domain (`domain_ids` [B, T]). A model trained on single-domain
+        sequences only (mode "sdsr") reads X^d; SyNCRec reads the tower it chose per domain (model.py)."""
+        if self.config.mode == "sdsr":
+            return self.user_representation(domain_ids)
+        return self.user_representation(item_ids)
+
+    def representation_for(self, batch, view: str = "served"):
+        """[B, r] for an evaluation batch: what the model serves ("served"), or one view forced: from its
+        history X ("cross"), or from its X^d of the label's domain ("single")."""
         if view == "single":
             return self.single_user_representation(batch["single_item"], batch["label_domain"])
-        return self.user_representation(batch["item"])
+        if view == "cross":
+            return self.user_representation(batch["item"])
+        if view != "served":
+            raise ValueError(f"view must be 'served', 'cross' or 'single' (got {view!r})")
+        domain_ids = tf.gather(batch["single_item"], batch["label_domain"] - 1, batch_dims=1)
+        return self.served_representation(batch["item"], domain_ids, batch["label_domain"])
 
     def after_train_step(self, terms: dict[str, tf.Tensor]) -> None:
         """State updated once per training batch (SyNCRec: lambda)."""

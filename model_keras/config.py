@@ -19,6 +19,10 @@ LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
 ARCHITECTURES = ("syncrec", "sasrec", "gru4rec", "bprmf")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # model_keras.distribute
+PREDICTION_TOWERS = ("valid", "cross")
+# Settings applied to the selected weights after training (train.apply_prediction_towers): they do not change
+# what is trained, so a finished run is reused under any value of them (experiments.runner.run_folder).
+POST_TRAINING_SETTINGS = ("prediction_towers",)
 
 # Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
 DEVIATIONS = {
@@ -27,6 +31,9 @@ DEVIATIONS = {
     "num_cross_experts": "j = 3 of K = 4 (best in §5.6, near the official 0.8K) instead of §4.2.1's j = 0.2K",
     "learn_ntg_coefficients": "alpha = beta = 1 fixed instead of learned: learned through sum(lambda*L) they push lambda "
     "toward the domain with the lower cross loss until it runs away (README, results 3); fixed, lambda stays bounded",
+    "prediction_towers": "each domain is served by the tower (cross, Eq. 19, or its single-domain tower) with the "
+    "higher valid NDCG@10 after training, instead of always the cross tower: where a domain suffers negative "
+    "transfer its single tower holds the accuracy Eq. 19 would throw away (README, results 13)",
 }
 
 
@@ -59,6 +66,10 @@ class ModelConfig:
     use_sc_mim: bool = True
     use_acmoe: bool = True  # False: vanilla MMoE, no stop-gradient
     mode: str = "syncrec"  # "sdsr": single-domain tasks only (negative-transfer reference)
+    # Which tower serves each domain (SyNCRec trained on both tasks): "valid": after training and selection,
+    # the domain's single tower where it scores a higher valid NDCG@10 than the cross tower, else the cross
+    # tower; "cross": the cross tower for every domain (Eq. 19). Other models have one tower: no effect.
+    prediction_towers: str = "valid"
     architecture: str = "syncrec"  # or a baseline: "sasrec", "gru4rec", "bprmf" (model_keras/baselines.py)
     learning_rate: float = 1e-3
     batch_size: int = 128
@@ -108,6 +119,7 @@ class ModelConfig:
             ("mode", MODES),
             ("architecture", ARCHITECTURES),
             ("distribution", DISTRIBUTIONS),
+            ("prediction_towers", PREDICTION_TOWERS),
         ):
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be one of {list(choices)} (got {getattr(self, name)!r})")
@@ -186,6 +198,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learn_temperature": False,
         "learn_ntg_coefficients": True,
         "causal_gates": False,
+        "prediction_towers": "cross",
     },
 }
 

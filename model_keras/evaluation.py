@@ -133,12 +133,13 @@ class Scorer:
 
 
 class ModelScorer(Scorer):
-    """Any model of model_keras (base.SequentialRecommender) through Eq. 19, or its single-domain view.
+    """Any model of model_keras (base.SequentialRecommender) as it is served (view "served": for SyNCRec, per
+    domain the tower it chose), or one view forced: "cross" (Eq. 19) or "single" (X^d through the domain's tower).
 
     The model's calls are compiled once (tf.function): evaluation runs every epoch, and eager
     execution of the encoder costs 4x more than the compiled graph."""
 
-    def __init__(self, model, view: str = "cross"):
+    def __init__(self, model, view: str = "served"):
         self.model, self.view = model, view
         inputs = ("item", "single_item", "label_domain", "user_id")
         self._candidates = tf.function(

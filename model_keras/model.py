@@ -34,7 +34,9 @@ class SyNCRec(SequentialRecommender):
 
     Trainable alpha, beta (Eq. 11) and W^H (Eq. 17) are model weights; delta is a fixed weight
     unless `learn_temperature`; lambda is a non-trainable variable updated every batch, so it is
-    saved in checkpoints and survives resume.
+    saved in checkpoints and survives resume. `prediction_tower` (one flag a domain: 0 = the cross
+    tower, Eq. 19; 1 = the domain's single tower) says which tower serves each domain; it is set after
+    training (train.choose_prediction_towers) and travels with the weights into the SavedModel.
     """
 
     def __init__(self, config: ModelConfig, domain_ranges, domain_names=None, **kwargs):
@@ -78,6 +80,13 @@ class SyNCRec(SequentialRecommender):
             initializer="zeros",
             trainable=False,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+        self.prediction_tower = self.add_weight(
+            name="prediction_tower",
+            shape=[c.num_domains],
+            dtype=tf.int32,
+            initializer="ones" if c.mode == "sdsr" else "zeros",  # sdsr trains the single towers only
+            trainable=False,
         )
 
     def loss_names(self):
@@ -124,6 +133,37 @@ class SyNCRec(SequentialRecommender):
         f_single, _ = self.acmoe.single(self.embed(single_ids, training), single_ids, training)
         y_single = self.single_towers(f_single[:, :, -1:], training=training)[:, :, -1]
         return tf.gather(y_single, domain - 1, batch_dims=1)
+
+    def domain_user_representation(self, domain_ids, domain, stacked_experts=None):
+        """(y_T^d)^single [B, r] from one X^d per row (`domain_ids` [B, T], domain `domain` [B]): the
+        single-domain path of one domain only (single_user_representation runs every domain's)."""
+        (domain_ids,) = trim_to_longest(domain_ids)
+        embedded = self.embed(domain_ids, training=False)
+        if stacked_experts is None:
+            f_single = self.acmoe.single_last(embedded, domain_ids, domain - 1)
+        else:
+            f_single = stacked_experts.single_last(embedded, domain_ids, domain - 1)
+        return self.single_towers.for_rows(f_single[:, -1], domain - 1)
+
+    def served_representation(self, item_ids, domain_ids, domain, stacked_experts=None):
+        """Each row from the tower `prediction_tower` names for its target domain; a tower that no row of
+        the batch uses is not computed (a single request runs one path)."""
+        single = tf.gather(self.prediction_tower, domain - 1) > 0  # [B]
+
+        def zeros():
+            return tf.zeros([tf.shape(item_ids)[0], self.config.embed_dim])
+
+        cross = tf.cond(
+            tf.reduce_all(single),
+            zeros,
+            lambda: self.user_representation(item_ids, stacked_experts=stacked_experts),
+        )
+        by_domain = tf.cond(
+            tf.reduce_any(single),
+            lambda: self.domain_user_representation(domain_ids, domain, stacked_experts),
+            zeros,
+        )
+        return tf.where(single[:, tf.newaxis], by_domain, cross)
 
     # ------------------------------------------------------------------ losses
     def _aligned(self, per_domain_values, enc: Encoded):

@@ -16,7 +16,8 @@ When every row of a batch asks for the same domain (single requests always do), 
 contiguous id range of the item table is scored, not the whole vocabulary (exact, stock TF ops). The
 SavedModel holds a second, scoring-only copy of the item table (see ServingModule), and SyNCRec's experts
 run as one stacked computation (model_keras/layers/stacked_experts.py).
-The SOS token is added here and the T most recent kept, exactly as the transform builds X.
+The SOS token is added here and the T most recent kept, exactly as the transform builds X (and X^d, for
+a domain that a SyNCRec model serves from its single-domain tower: model.SyNCRec.prediction_tower).
 """
 
 from __future__ import annotations
@@ -82,11 +83,17 @@ class ServingModule(tf.Module):
         # SyNCRec's K experts as one stacked computation: a request's encoder pass is dispatch-bound.
         self.stacked_experts = StackedExperts(model.acmoe) if hasattr(model, "acmoe") else None
 
-    def _user_representation(self, history):
-        """The model's user representation of left-padded histories (the stacked experts when there are some)."""
+    def _user_representation(self, history, target_domain):
+        """What the model serves for each row's target domain (base.served_representation), from the whole
+        history (ids, 0 = padding anywhere): X is its T most recent ids, X^d the T most recent of the target
+        domain, both with SOS first, exactly as the transform builds them. The stacked experts when there
+        are some."""
+        in_domain = tf.equal(tf.gather(self.model.item_domain, history), target_domain[:, tf.newaxis])
+        items = left_pad_history(history, self.max_len)
+        domain_items = left_pad_history(tf.where(in_domain, history, tf.zeros_like(history)), self.max_len)
         if self.stacked_experts is None:
-            return self.model.user_representation(history, training=False)
-        return self.model.user_representation(history, training=False, stacked_experts=self.stacked_experts)
+            return self.model.served_representation(items, domain_items, target_domain)
+        return self.model.served_representation(items, domain_items, target_domain, self.stacked_experts)
 
     # ------------------------------------------------------------------ checks (INVALID_ARGUMENT naming the problem)
     # Each check is a control dependency of the value it guards, so no op that would fail on a bad value
@@ -148,7 +155,7 @@ class ServingModule(tf.Module):
 
     def _top_k(self, history, target_domain, k):
         k = self._checked(k, tf.debugging.assert_positive(k, message="k must be >= 1"))
-        representation = self._user_representation(left_pad_history(history, self.max_len))
+        representation = self._user_representation(history, target_domain)
         k = tf.minimum(k, tf.reduce_min(tf.gather(self.domain_size, target_domain)))
 
         def one_domain():  # the domain's contiguous rows of M only: |V^d| x r instead of |V| x r
@@ -201,8 +208,8 @@ class ServingModule(tf.Module):
         domains = tf.broadcast_to(target_domain[:, tf.newaxis], tf.shape(candidate_items))
         candidates = self.item_table.lookup(tf.strings.join([domains, candidate_items], separator=KEY_SEPARATOR))
         candidates = tf.where(candidates < 0, tf.gather(self.domain_oov, domain_ids)[:, tf.newaxis], candidates)
-        items = left_pad_history(self._history_ids(history_items, history_domains), self.max_len)
-        return {"scores": self.model.score(self._user_representation(items), candidates)}
+        history = self._history_ids(history_items, history_domains)
+        return {"scores": self.model.score(self._user_representation(history, domain_ids), candidates)}
 
     @tf.function(
         input_signature=[

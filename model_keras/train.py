@@ -164,6 +164,42 @@ def _loss_history(valid_history: list) -> dict:
     return {k: [entry.get("terms", {}).get(k) for entry in valid_history] for k in keys}
 
 
+def apply_prediction_towers(
+    model, config: ModelConfig, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol, cross: dict
+) -> dict | None:
+    """`config.prediction_towers` applied to a SyNCRec model trained on both tasks (others have one tower: None).
+
+    "valid": choose_prediction_towers; "cross": every domain from the cross tower (Eq. 19). Either way the
+    variable is set, so the same finished run can be served under either setting."""
+    if config.architecture != "syncrec" or config.mode != "syncrec":
+        return None
+    if config.prediction_towers == "cross":
+        model.prediction_tower.assign([0] * vocabulary.num_domains)
+        return None
+    return choose_prediction_towers(model, examples_dir, vocabulary, protocol, cross)
+
+
+def choose_prediction_towers(model, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol, cross: dict):
+    """Set SyNCRec's `prediction_tower`: per domain, its single tower where that scores a strictly higher valid
+    NDCG@10 than the cross tower (`cross`: the cross tower's valid result), else the cross tower (Eq. 19).
+
+    Training selected the epoch on the cross tower; this is a second choice on the same valid split, made
+    once, on the selected weights (the test split is never looked at). Returns {domain: {"tower", "cross",
+    "single"}}: the choice and both valid NDCG@10 figures, for training.json."""
+    single = evaluate(ModelScorer(model, "single"), examples_dir, "valid", vocabulary, protocol)
+    choice = {}
+    for d in vocabulary.domains:
+        by_cross = cross["domains"][d.name][SELECTION_METRIC]
+        by_single = single["domains"][d.name][SELECTION_METRIC]
+        choice[d.name] = {
+            "tower": "single" if by_single > by_cross else "cross",
+            "cross": by_cross,
+            "single": by_single,
+        }
+    model.prediction_tower.assign([int(choice[d.name]["tower"] == "single") for d in vocabulary.domains])
+    return choice
+
+
 def run_fn(
     examples_dir: str,
     output_dir: str,
@@ -246,6 +282,12 @@ def run_fn(
     else:  # no epoch trained (a warm start exported as it is)
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
     _check_finite_weights(model)
+    selection_result = valid_result
+    towers = apply_prediction_towers(model, config, examples_dir, vocabulary, protocol, valid_result)
+    if towers is not None:
+        valid_result = evaluate(ModelScorer(model), examples_dir, "valid", vocabulary, protocol)
+    if validation.state["best_epoch"] and hasattr(model, "prediction_tower"):
+        model.save_weights(os.path.join(output_dir, "best", "weights"))  # with the towers (load_trained reads them)
     previous = _previous_summary(output_dir)
     summary = {
         "config": config.to_dict(),
@@ -258,7 +300,9 @@ def run_fn(
         "train_seconds_total": round(
             previous.get("train_seconds_total", previous.get("train_seconds", 0.0)) + seconds, 2
         ),
-        "valid": valid_result,
+        "valid": valid_result,  # what the model serves (with the towers chosen, if any)
+        "valid_at_selection": selection_result,  # the view that selected the epoch (cross; single for sdsr)
+        "prediction_towers": towers,
         "valid_history": validation.state["history"],
         "loss_history": _loss_history(validation.state["history"]),
     }

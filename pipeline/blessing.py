@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from model_keras.evaluation import METRICS, EvalProtocol, Scorer, evaluate
 from model_keras.metrics import domain_rows
-from schemas.vocabulary import Vocabulary
+from schemas.vocabulary import SOS_ID, Vocabulary
 
 BLESSING_METRIC = "NDCG@10"
 MAX_CONSTANT_USERS = 0.01  # a trained model never scores all of a user's candidates the same
@@ -35,11 +35,34 @@ class SavedModelScorer(Scorer):
         self.item_names = np.array(names, dtype=object)
         self.domain_names = np.array([""] + vocabulary.domain_names, dtype=object)
 
+    @staticmethod
+    def histories(batch) -> tuple[np.ndarray, np.ndarray]:
+        """(item ids, domain ids) [B, L] of each user's history as a client sends it, oldest first, 0 = padding.
+
+        X holds the T most recent items; X^d of the label's domain can reach further back (its T most recent).
+        A client sends the whole history, so the served model can build both: the label domain's items older
+        than X's window are put before X. With them the SavedModel sees exactly the X and X^d the Keras model
+        is evaluated on, whichever tower serves the domain."""
+        items, domains = batch["item"].numpy(), batch["domain"].numpy()
+        label_domain = batch["label_domain"].numpy()
+        own = np.take_along_axis(batch["single_item"].numpy(), (label_domain - 1)[:, None, None], axis=1)[:, 0]
+        older = []
+        for row in range(len(items)):
+            real = own[row][own[row] > SOS_ID]
+            in_window = int(np.sum(domains[row] == label_domain[row]))
+            older.append(real[: max(len(real) - in_window, 0)])
+        width = max((len(o) for o in older), default=0)
+        pad = np.zeros((len(items), width), dtype=items.dtype)
+        for row, ids in enumerate(older):
+            pad[row, width - len(ids) :] = ids
+        older_domains = np.where(pad > 0, label_domain[:, None], 0)
+        return np.concatenate([pad, items], axis=1), np.concatenate([older_domains, domains], axis=1)
+
     def score_candidates(self, batch, candidates):
-        items = batch["item"].numpy()
+        items, domains = self.histories(batch)
         result = self.signature(
             history_items=tf.constant(self.item_names[items].astype(str)),
-            history_domains=tf.constant(self.domain_names[batch["domain"].numpy()].astype(str)),
+            history_domains=tf.constant(self.domain_names[domains].astype(str)),
             target_domain=tf.constant(self.domain_names[batch["label_domain"].numpy()].astype(str)),
             candidate_items=tf.constant(self.item_names[candidates].astype(str)),
         )

@@ -36,6 +36,14 @@ class Towers(tf.keras.layers.Layer):
         mean, var = tf.nn.moments(y, axes=[-1], keepdims=True)
         return (y - mean) * tf.math.rsqrt(var + 1e-6) * self.gamma[:, tf.newaxis, :] + self.beta[:, tf.newaxis, :]
 
+    def for_rows(self, x, index):
+        """Inference: tower index[b] applied to x[b] ([B, r] -> [B, r]), one tower per row (no dropout)."""
+        w1, w2 = tf.gather(self.w1, index), tf.gather(self.w2, index)
+        h = tf.nn.gelu(tf.einsum("br,brs->bs", x, w1) + tf.gather(self.b1, index))
+        y = x + tf.einsum("br,brs->bs", h, w2) + tf.gather(self.b2, index)
+        mean, var = tf.nn.moments(y, axes=[-1], keepdims=True)
+        return (y - mean) * tf.math.rsqrt(var + 1e-6) * tf.gather(self.gamma, index) + tf.gather(self.beta, index)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -89,6 +97,15 @@ class Gates(tf.keras.layers.Layer):
         padded = tf.pad(e, [[0, 0], [0, 0], [length - 1, 0], [0, 0]])
         logits = [tf.nn.conv1d(padded[:, n], kernel[n], stride=1, padding="VALID") for n in range(self.num_gates)]
         return tf.nn.softmax(tf.stack(logits, axis=1) + self.bias[tf.newaxis, :, tf.newaxis, :], axis=-1)
+
+    def for_rows(self, e, index):
+        """Eq. 3 with gate index[b] for row b: e [B, L, r] -> [B, K] (one sequence per row, any gate).
+
+        Serving a domain from its single tower needs that domain's gate only, not all N of them."""
+        shape = tf.shape(e)
+        kernel = tf.gather(self.kernel[:, (self.max_len - shape[1]) * self.embed_dim :], index)  # [B, L*r, K]
+        flat = tf.reshape(e, [shape[0], shape[1] * self.embed_dim])
+        return tf.nn.softmax(tf.einsum("bf,bfk->bk", flat, kernel) + tf.gather(self.bias, index), axis=-1)
 
     def get_config(self):
         return {
@@ -185,6 +202,17 @@ class AsymmetricMixtureOfExperts(tf.keras.layers.Layer):
         """f^cross of the last position [B, 1, r] (inference, Eq. 19: no single-domain sequences needed). The gate
         of the last step is Eq. 3's gate whether or not gates are causal, so it is computed once per sequence."""
         return self.cross(cross_emb, cross_ids, training, causal=False, last_only=True)[0]
+
+    def single_last(self, emb, ids, domain_index):
+        """f^d of the last position [B, 1, r] for one X^d per row (inference): row b is a sequence of domain
+        domain_index[b] + 1, mixed by that domain's gate (Eq. 2; stop-gradient is the identity here). The
+        last step's gate is Eq. 3's gate whether or not gates are causal."""
+        mask = causal_padding_mask(ids)
+        gates = self.single_gates.for_rows(emb, domain_index)
+        mixed = 0.0
+        for k, expert in enumerate(self.experts):
+            mixed += _mix(gates, k, expert(emb, mask, training=False, last_only=True))
+        return mixed
 
     def get_config(self):
         return {

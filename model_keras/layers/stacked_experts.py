@@ -35,7 +35,7 @@ class StackedExperts(tf.Module):
         experts = acmoe.experts
         self.key_dim = acmoe.embed_dim // acmoe.num_heads  # heads come with the kernels' shapes
         self.num_blocks = len(experts[0].blocks)
-        self.cross_gate = acmoe.cross_gate
+        self.cross_gate, self.single_gates = acmoe.cross_gate, acmoe.single_gates
         self.blocks = []
         for index in range(self.num_blocks):
             blocks = [expert.blocks[index] for expert in experts]
@@ -82,12 +82,19 @@ class StackedExperts(tf.Module):
         out = tf.einsum("kbqs,ksr->kbqr", inner, w["ffn_out"]) + w["ffn_out_bias"][:, tf.newaxis, tf.newaxis]
         return self._norm(h + out, w["norm2_gamma"], w["norm2_beta"], w["norm2_epsilon"])
 
-    def cross_last(self, cross_emb, cross_ids):
-        """f^cross of the last position [B, 1, r]: AsymmetricMixtureOfExperts.cross_only's value at inference."""
-        mask = causal_padding_mask(cross_ids)
-        gates = self.cross_gate(cross_emb[:, tf.newaxis], causal=False)[:, 0]  # [B, K]
+    def _mixed_last(self, emb, ids, gates):
+        """sum_k gates[:, k] f_k(emb) at the last position [B, 1, r] (gates [B, K])."""
+        mask = causal_padding_mask(ids)
         num_experts = tf.shape(gates)[-1]
-        z = tf.broadcast_to(cross_emb[tf.newaxis], tf.concat([[num_experts], tf.shape(cross_emb)], axis=0))
+        z = tf.broadcast_to(emb[tf.newaxis], tf.concat([[num_experts], tf.shape(emb)], axis=0))
         for index, weights in enumerate(self.blocks):
             z = self._block(weights, z, mask, last_only=index == self.num_blocks - 1)
         return tf.einsum("bk,kbqr->bqr", gates, z)
+
+    def cross_last(self, cross_emb, cross_ids):
+        """f^cross of the last position [B, 1, r]: AsymmetricMixtureOfExperts.cross_only's value at inference."""
+        return self._mixed_last(cross_emb, cross_ids, self.cross_gate(cross_emb[:, tf.newaxis], causal=False)[:, 0])
+
+    def single_last(self, emb, ids, domain_index):
+        """f^d of the last position [B, 1, r]: AsymmetricMixtureOfExperts.single_last's value."""
+        return self._mixed_last(emb, ids, self.single_gates.for_rows(emb, domain_index))

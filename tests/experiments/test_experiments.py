@@ -71,11 +71,17 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     # each tower on valid and test; the cross tower on valid is what selection saw for the kept epoch
     towers = report["towers"]
     trained = json.loads((Path(report["run"]) / "training.json").read_text())
-    assert towers["valid"]["cross"]["all"] == pytest.approx(trained["valid"]["all"]["NDCG@10"], abs=1e-4)
+    assert towers["valid"]["cross"]["all"] == pytest.approx(trained["valid_at_selection"]["all"]["NDCG@10"], abs=1e-4)
     assert {split: set(towers[split]) for split in towers} == {
-        "valid": {"cross", "single"},
-        "test": {"cross", "single"},
+        "valid": {"cross", "single", "served"},
+        "test": {"cross", "single", "served"},
     }
+    # what the model serves is, per domain, the better of the two towers on valid (the choice made in training)
+    for domain, choice in trained["prediction_towers"].items():
+        assert towers["valid"]["served"][domain] == pytest.approx(towers["valid"][choice["tower"]][domain], abs=1e-3)
+        assert towers["valid"]["served"][domain] == pytest.approx(
+            max(towers["valid"]["cross"][domain], towers["valid"]["single"][domain]), abs=1e-3
+        )
     assert set(towers["test"]["single"]) == set(table["syncrec"]) and "through each tower" in result.stdout
     gradients = report["gradients"]
     j = report["cross_experts_j"]

@@ -35,6 +35,7 @@ def test_settings_parser_reads_json_values_and_keeps_strings():
         ({"loss_reduction": "median"}, "loss_reduction must be one of"),
         ({"patience": -3}, r"patience must be in \[0"),
         ({"min_epochs": -1}, r"min_epochs must be in \[0"),
+        ({"prediction_towers": "single"}, r"prediction_towers must be one of \['valid', 'cross'\]"),
     ],
 )
 def test_bad_settings_fail_before_any_work_naming_the_setting(setting, message):
@@ -76,5 +77,18 @@ def test_paper_preset_is_the_papers_configuration_and_can_be_overridden():
         False,
     )
     assert config.num_cross_experts == 1  # j = 0.2K, at least one
+    assert config.prediction_towers == "cross"  # Eq. 19: every domain from the cross tower
     assert ModelConfig.from_dict({"preset": "paper", "embed_dim": 32}).embed_dim == 32
     assert set(PRESETS["paper"]) <= {f for f in ModelConfig().to_dict()}
+
+
+def test_a_post_training_setting_does_not_make_a_new_run():
+    """Runs are stored by their training settings: the tower choice is applied to a finished run, not retrained."""
+    from experiments.runner import VARIANTS, run_folder
+    from model_keras.evaluation import EvalProtocol
+
+    def folder(**settings):
+        return run_folder("out", VARIANTS["syncrec"], ModelConfig.from_dict(settings), EvalProtocol())
+
+    assert folder(prediction_towers="cross") == folder(prediction_towers="valid")
+    assert folder(embed_dim=16) != folder(embed_dim=32)

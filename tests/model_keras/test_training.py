@@ -52,6 +52,72 @@ def test_best_weights_reload_to_the_same_valid_metrics(trained, sample_examples,
 
 
 @pytest.mark.slow
+def test_each_domain_is_served_by_the_tower_that_wins_on_valid(trained, sample_examples, vocab):
+    """After selection, each domain gets its single tower only where that scores a higher valid NDCG@10 than the
+    cross tower; the choice is saved with the selected weights, and the reported valid metrics are the served ones."""
+    out, summary = trained
+    towers = summary["prediction_towers"]
+    assert set(towers) == set(vocab.domain_names)
+    for name, choice in towers.items():
+        assert choice["tower"] == ("single" if choice["single"] > choice["cross"] else "cross")
+        assert choice["cross"] == summary["valid_at_selection"]["domains"][name]["NDCG@10"]
+        served = summary["valid"]["domains"][name]["NDCG@10"]
+        assert served == pytest.approx(max(choice["cross"], choice["single"]), abs=1e-6)
+    model = load_trained(str(out), str(sample_examples[0]))
+    assert model.prediction_tower.numpy().tolist() == [int(towers[n]["tower"] == "single") for n in vocab.domain_names]
+    saved = json.loads((out / "training.json").read_text())
+    assert saved["prediction_towers"] == towers
+
+
+@pytest.mark.slow
+def test_a_finished_run_takes_the_other_tower_setting_without_training(trained, sample_examples, tmp_path):
+    """prediction_towers is applied after training: the same finished run, asked for Eq. 19's cross tower, is reused
+    (no epoch trained), serves every domain from the cross tower, and keeps that with its selected weights."""
+    import shutil
+
+    out, summary = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    chosen = load_trained(str(copy), str(sample_examples[0]))
+    chosen.prediction_tower.assign([1] * 5)  # as if every domain had chosen its single tower
+    chosen.save_weights(str(copy / "best" / "weights"))
+    config = ModelConfig(**dict(SMALL, prediction_towers="cross"))
+    again = run_fn(str(sample_examples[0]), str(copy), config, verbose=0, export=False)
+    assert again["epochs_run"] == 0 and again["best_epoch"] == summary["best_epoch"]
+    assert again["prediction_towers"] is None
+    assert again["valid"]["all"] == pytest.approx(summary["valid_at_selection"]["all"], abs=1e-9)
+    assert load_trained(str(copy), str(sample_examples[0])).prediction_tower.numpy().tolist() == [0] * 5
+
+
+@pytest.mark.slow
+def test_the_saved_model_serves_the_chosen_towers(trained, sample_examples, vocab, tmp_path):
+    """With some domains on their single tower, the SavedModel's score_items (fed whole histories, as clients send
+    them) gives the Keras model's served scores: X^d is rebuilt in the graph exactly as the transform builds it."""
+    from model_keras.evaluation import ModelScorer
+    from model_keras.input_fn import make_dataset
+    from pipeline.blessing import SavedModelScorer
+
+    out, _ = trained
+    model = load_trained(str(out), str(sample_examples[0]))
+    model.prediction_tower.assign([d % 2 for d in range(vocab.num_domains)])
+    _export(model, model.config, vocab, str(tmp_path))
+    saved = SavedModelScorer(str(tmp_path / "saved_model"), vocab)
+    keras, cross = ModelScorer(model), ModelScorer(model, "cross")
+    rng = np.random.default_rng(0)
+    batch = next(iter(make_dataset(str(sample_examples[0]), "test", vocab.num_domains, batch_size=128)))
+    ranges = [vocab.domains[d - 1] for d in batch["label_domain"].numpy()]
+    candidates = np.stack([rng.integers(d.start + 1, d.end, size=20) for d in ranges]).astype(np.int32)
+    expected = keras.score_candidates(batch, candidates)
+    np.testing.assert_allclose(saved.score_candidates(batch, candidates), expected, rtol=1e-4, atol=1e-4)
+    single_rows = batch["label_domain"].numpy() % 2 == 0  # domain d is served by its single tower when d-1 is odd
+    assert single_rows.any() and (~single_rows).any()
+    assert np.abs(expected[single_rows] - cross.score_candidates(batch, candidates)[single_rows]).max() > 1e-2
+    np.testing.assert_allclose(
+        expected[~single_rows], cross.score_candidates(batch, candidates)[~single_rows], atol=1e-5
+    )
+
+
+@pytest.mark.slow
 def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
     out, _ = trained
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
@@ -76,14 +142,15 @@ def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
 
 def test_exported_top_k_is_the_exact_top_k_of_the_trained_model(trained, sample_examples, vocab):
     """The SavedModel's fast path (stacked experts, scoring the domain's slice of the table) gives what the trained Keras
-    model computes item by item, with the history's items left out."""
+    model computes item by item, through the tower it serves the domain with, with the history's items left out."""
     out, _ = trained
     model = load_trained(str(out), str(sample_examples[0]))
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
     books = vocab.domain("Books")
     history = tf.constant([[books.start + 1, books.start + 2, books.start + 3, books.start + 4]], tf.int32)
     got = serve(history_items=history, target_domain=tf.constant([books.domain_id]), k=tf.constant(10))
-    user = model.user_representation(left_pad_history(history, model.config.max_len))
+    padded = left_pad_history(history, model.config.max_len)  # every item is a Books item: X = X^Books
+    user = model.served_representation(padded, padded, tf.constant([books.domain_id]))  # the tower Books was given
     scores = model.score_domain(user, tf.constant([books.domain_id])).numpy()[0]
     scores[history.numpy()[0]] = -np.inf
     expected = np.argsort(-scores, kind="stable")[:10]
@@ -217,7 +284,7 @@ def test_early_stopping_keeps_the_best_epoch_and_says_so(sample_examples, tmp_pa
     )
     history = [h["NDCG@10"] for h in summary["valid_history"]]
     assert summary["stopped_early"] and summary["last_epoch"] == summary["best_epoch"] + 2 < 30
-    assert history[summary["best_epoch"] - 1] == max(history) == summary["valid"]["all"]["NDCG@10"]
+    assert history[summary["best_epoch"] - 1] == max(history) == summary["valid_at_selection"]["all"]["NDCG@10"]
 
     # The same run with a floor past where patience stopped it: it trains on to the floor (or further, if
     # it finds a better epoch there) and still selects the best epoch it saw.
@@ -231,7 +298,7 @@ def test_early_stopping_keeps_the_best_epoch_and_says_so(sample_examples, tmp_pa
     )
     history = [h["NDCG@10"] for h in floored["valid_history"]]
     assert floored["last_epoch"] == max(floor, floored["best_epoch"] + 2) and floored["stopped_early"]
-    assert history[floored["best_epoch"] - 1] == max(history) == floored["valid"]["all"]["NDCG@10"]
+    assert history[floored["best_epoch"] - 1] == max(history) == floored["valid_at_selection"]["all"]["NDCG@10"]
 
 
 @pytest.mark.slow
