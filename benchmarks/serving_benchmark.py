@@ -3,7 +3,8 @@
     python -m benchmarks.serving_benchmark [--items 1000000] [--requests 300] [--k 10] [--batches 1 8 64]
 
 Exports an (untrained: latency does not depend on the weights) SyNCRec SavedModel with a
-synthetic vocabulary of --items items over 5 domains, r=64, T=50, two blocks, then times requests
+synthetic vocabulary of --items items over 5 domains, r=64, T=50, two blocks (and a copy that serves every
+domain from its single-domain tower, prediction_towers, timed in-process), then times requests
 (each a history of 20 raw item ids) through `serving_default` in-process and through the
 PredictionService server + gRPC client, single requests and batches of one target domain. Prints
 Markdown tables: p50/p99 latency per path, and requests/s per batch size.
@@ -35,7 +36,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples, 50) * 1000), float(np.percentile(samples, 99) * 1000)
 
 
-def export_model(items: int, domains: int, folder: str) -> tuple[str, list[str], int]:
+def export_model(items: int, domains: int, folder: str, single_towers: bool = False) -> tuple[str, list[str], int]:
+    """An untrained SyNCRec SavedModel; `single_towers`: every domain served by its single-domain tower (X^d)."""
     per_domain = items // domains
     names = [f"D{d}" for d in range(domains)]
     vocab = Vocabulary.from_counts({(name, f"{name}-{i}"): 1 for name in names for i in range(per_domain)})
@@ -45,7 +47,10 @@ def export_model(items: int, domains: int, folder: str) -> tuple[str, list[str],
     model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(
         dummy_batch(config)
     )
-    return export_saved_model(model, config.max_len, vocab, os.path.join(folder, "model")), names, per_domain
+    if single_towers:
+        model.prediction_tower.assign([1] * domains)
+    path = os.path.join(folder, "model-single" if single_towers else "model")
+    return export_saved_model(model, config.max_len, vocab, path), names, per_domain
 
 
 def time_calls(call, requests: list, warmup: int = 20) -> list[float]:
@@ -98,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         in_process(singles[0])
         first_s = time.perf_counter() - first
         latency = {"in-process serving_default (single request)": time_calls(in_process, singles)}
+        single_tower = tf.saved_model.load(export_model(args.items, args.domains, tmp, single_towers=True)[0])
+
+        def by_single_tower(r):
+            single_tower.signatures["serving_default"](
+                history_items=tf.constant(r[0]),
+                history_domains=tf.constant(r[1]),
+                target_domain=tf.constant(r[2]),
+                k=tf.constant(args.k),
+            )["item_ids"].numpy()
+
+        label = "in-process serving_default (single request), domain served by its single tower"
+        latency[label] = time_calls(by_single_tower, singles)
         started = time.perf_counter()
         server, port = start_server(serving_root, 0, poll_seconds=0)
         start_s = time.perf_counter() - started

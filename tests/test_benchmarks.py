@@ -19,6 +19,7 @@ def test_serving_benchmark_prints_latency_and_throughput_rows():
     latency = {r[1].strip(): (float(r[2]), float(r[3])) for r in rows if len(r) == 5 and "single request" in r[1]}
     assert set(latency) == {
         "in-process serving_default (single request)",
+        "in-process serving_default (single request), domain served by its single tower",
         "gRPC PredictionService (loopback, single request)",
     }
     assert all(0 < p50 <= p99 for p50, p99 in latency.values())
