@@ -33,7 +33,7 @@ DEVIATIONS = {
     "toward the domain with the lower cross loss until it runs away (README, results 3); fixed, lambda stays bounded",
     "prediction_towers": "each domain is served by the tower (cross, Eq. 19, or its single-domain tower) with the "
     "higher valid NDCG@10 after training, instead of always the cross tower: where a domain suffers negative "
-    "transfer its single tower holds the accuracy Eq. 19 would throw away (README, results 13)",
+    "transfer its single tower holds the accuracy Eq. 19 would throw away (README, results 12)",
 }
 
 
