@@ -35,3 +35,14 @@ def format_metrics(result: dict, title: str = "") -> str:
     for name, m in domain_rows(result).items():
         lines.append(f"| {name} | {m['users']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
     return "\n".join(lines)
+
+
+def towers_line(towers: dict | None) -> str:
+    """'served by: Books single-domain tower, Toys cross tower' from training.json's prediction_towers ('' when
+    the model has one tower): the one place reports spell the per-domain choice."""
+    if not towers:
+        return ""
+    return "served by: " + ", ".join(
+        f"{domain} {'single-domain' if choice['tower'] == 'single' else 'cross'} tower"
+        for domain, choice in towers.items()
+    )

@@ -29,6 +29,7 @@ from model_keras import distribute
 from model_keras.config import ModelConfig, parse_settings
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics
 from model_keras.input_fn import make_dataset
+from model_keras.metrics import towers_line
 from model_keras.signatures import export_saved_model
 from model_keras.warm_start import warm_start as warm_start_from
 from schemas.features import require_complete_examples
@@ -390,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         format_metrics(summary["valid"], f"valid split, best epoch {summary['best_epoch']} of {summary['last_epoch']}")
     )
+    if summary["prediction_towers"]:
+        print(towers_line(summary["prediction_towers"]))
     print(f"wrote {args.output} (saved_model/, checkpoints/, best/, logs/, training.json)")
     return 0
 

@@ -14,6 +14,7 @@ import os
 import shutil
 
 from components.readers import expand_input, is_data_file
+from model_keras.metrics import towers_line
 from pipeline import cache
 from pipeline.progress import StageTimer, note
 
@@ -178,7 +179,8 @@ def train_stage(
             cache=hit,
             detail=(f"warm start from {start}; " if start else "")
             + f"best epoch {training['best_epoch']} of {training['last_epoch']}, "
-            + f"valid NDCG@10 {training['valid']['all']['NDCG@10']:.4f}",
+            + f"valid NDCG@10 {training['valid']['all']['NDCG@10']:.4f}"
+            + (f"; {towers_line(training.get('prediction_towers'))}" if training.get("prediction_towers") else ""),
         )
         return stage
 

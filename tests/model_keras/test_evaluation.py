@@ -97,3 +97,14 @@ def test_protocol_errors_name_the_setting():
     with pytest.raises(ValueError, match="whole number"):
         EvalProtocol(num_negatives=0)
     assert EvalProtocol(num_negatives=999).describe() == "999 negatives from the label's domain"
+
+
+def test_reports_name_the_tower_serving_each_domain():
+    from model_keras.metrics import towers_line
+
+    towers = {
+        "Books": {"tower": "single", "cross": 0.1, "single": 0.2},
+        "Toys": {"tower": "cross", "cross": 0.3, "single": 0.2},
+    }
+    assert towers_line(towers) == "served by: Books single-domain tower, Toys cross tower"
+    assert towers_line(None) == "" and towers_line({}) == ""
