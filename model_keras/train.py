@@ -7,6 +7,9 @@ Each epoch is followed by a validation pass (the protocol above; the same candid
 the weights of the epoch with the best overall valid NDCG@10 are kept (the test split is never looked
 at), and training stops when `patience` epochs in a row bring no better one (not before `min_epochs`),
 or after `epochs`.
+After selection, a SyNCRec model trained on both tasks gets the tower that serves each domain
+(`prediction_towers`: the domain's single-domain tower where it wins on valid, else the cross tower); the
+choice is saved with the selected weights, and a finished run found in OUTPUT takes it without training.
 A loss that turns NaN or infinite stops the run with an error (nothing is exported). Writes
 OUTPUT/checkpoints (resumable), OUTPUT/best (the selected weights and the selection state),
 OUTPUT/logs (TensorBoard), OUTPUT/saved_model, OUTPUT/model_config.json and OUTPUT/training.json.
