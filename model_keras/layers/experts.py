@@ -37,12 +37,10 @@ class Towers(tf.keras.layers.Layer):
         return (y - mean) * tf.math.rsqrt(var + 1e-6) * self.gamma[:, tf.newaxis, :] + self.beta[:, tf.newaxis, :]
 
     def for_rows(self, x, index):
-        """Inference: tower index[b] applied to x[b] ([B, r] -> [B, r]), one tower per row (no dropout)."""
-        w1, w2 = tf.gather(self.w1, index), tf.gather(self.w2, index)
-        h = tf.nn.gelu(tf.einsum("br,brs->bs", x, w1) + tf.gather(self.b1, index))
-        y = x + tf.einsum("br,brs->bs", h, w2) + tf.gather(self.b2, index)
-        mean, var = tf.nn.moments(y, axes=[-1], keepdims=True)
-        return (y - mean) * tf.math.rsqrt(var + 1e-6) * tf.gather(self.gamma, index) + tf.gather(self.beta, index)
+        """Inference: tower index[b] applied to x[b] ([B, r] -> [B, r]). Every tower runs on every row (N small
+        r x r products) and each row keeps its own: the tower is defined once, in `call`."""
+        every = tf.broadcast_to(x[:, tf.newaxis, tf.newaxis], [tf.shape(x)[0], self.num_towers, 1, self.embed_dim])
+        return tf.gather(self(every, training=False)[:, :, 0], index, batch_dims=1)
 
     def get_config(self):
         return {
@@ -99,13 +97,10 @@ class Gates(tf.keras.layers.Layer):
         return tf.nn.softmax(tf.stack(logits, axis=1) + self.bias[tf.newaxis, :, tf.newaxis, :], axis=-1)
 
     def for_rows(self, e, index):
-        """Eq. 3 with gate index[b] for row b: e [B, L, r] -> [B, K] (one sequence per row, any gate).
-
-        Serving a domain from its single tower needs that domain's gate only, not all N of them."""
-        shape = tf.shape(e)
-        kernel = tf.gather(self.kernel[:, (self.max_len - shape[1]) * self.embed_dim :], index)  # [B, L*r, K]
-        flat = tf.reshape(e, [shape[0], shape[1] * self.embed_dim])
-        return tf.nn.softmax(tf.einsum("bf,bfk->bk", flat, kernel) + tf.gather(self.bias, index), axis=-1)
+        """Eq. 3 with gate index[b] for row b: e [B, L, r] -> [B, K] (one sequence per row, any gate). Every gate
+        reads every row (N small products) and each row keeps its own: the gate is defined once, in `call`."""
+        every = tf.broadcast_to(e[:, tf.newaxis], [tf.shape(e)[0], self.num_gates, tf.shape(e)[1], self.embed_dim])
+        return tf.gather(self(every, causal=False), index, batch_dims=1)
 
     def get_config(self):
         return {
