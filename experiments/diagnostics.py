@@ -100,8 +100,7 @@ def diagnose(run_dir: str, examples: str, protocol: EvalProtocol = EvalProtocol(
     model = load_trained(run_dir, examples)
     # The run's post-training setting, applied again (the same choice for a run that made it; the current
     # default for a run that predates the setting), so "served" is what the run serves today.
-    cross = evaluate(ModelScorer(model, "cross"), examples, "valid", vocabulary, protocol)
-    apply_prediction_towers(model, model.config, examples, vocabulary, protocol, cross)
+    apply_prediction_towers(model, model.config, examples, vocabulary, protocol)
     with open(os.path.join(run_dir, "training.json"), encoding="utf-8") as handle:
         history = json.load(handle)["loss_history"]
     last = {k: round(v[-1], 4) for k, v in history.items() if k.startswith(("lambda/", "phi/"))}

@@ -213,13 +213,35 @@ def _sampled(
     return label_ranks(scores, rng=tie_rng), score_health(scores)
 
 
-def evaluate(
-    scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()
-) -> dict:
-    """{"domains": {name: {metric: value, "users": n}}, "all": {...}, "health": {...}} for one split.
+@dataclass
+class RankedUsers:
+    """Every user of a split with the label's 0-based rank and domain, in split order (the same order for every
+    model: paired comparisons such as the tower choice line users up by position), and the score health."""
 
-    `health` counts non-finite scores and users whose candidates all scored the same: a model with
-    either is broken whatever its metrics say (blessing refuses it)."""
+    ranks: np.ndarray
+    domains: np.ndarray
+    health: dict
+
+    def in_domain(self, domain_id: int) -> np.ndarray:
+        return self.ranks[self.domains == domain_id]
+
+    def result(self, vocabulary: Vocabulary) -> dict:
+        """The metrics table evaluate returns."""
+        result = {
+            "domains": {},
+            "all": {**rank_metrics(self.ranks), "users": int(self.ranks.size)},
+            "health": self.health,
+        }
+        for d in vocabulary.domains:
+            selected = self.in_domain(d.domain_id)
+            result["domains"][d.name] = {**rank_metrics(selected), "users": int(selected.size)}
+        return result
+
+
+def rank_users(
+    scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()
+) -> RankedUsers:
+    """Each user's label rank under `protocol` (evaluate's metrics are their means)."""
     sampler = NegativeSampler(vocabulary, protocol)
     tie_rng = np.random.default_rng([protocol.seed, 1])
     ranks, domains = [], []
@@ -234,10 +256,18 @@ def evaluate(
         ranks.append(batch_ranks)
         domains.append(batch["label_domain"].numpy())
         health = {k: health[k] + batch_health[k] for k in health}
-    all_ranks = np.concatenate(ranks) if ranks else np.zeros(0)
-    all_domains = np.concatenate(domains) if domains else np.zeros(0)
-    result = {"domains": {}, "all": {**rank_metrics(all_ranks), "users": int(all_ranks.size)}, "health": health}
-    for d in vocabulary.domains:
-        selected = all_ranks[all_domains == d.domain_id]
-        result["domains"][d.name] = {**rank_metrics(selected), "users": int(selected.size)}
-    return result
+    return RankedUsers(
+        np.concatenate(ranks) if ranks else np.zeros(0),
+        np.concatenate(domains) if domains else np.zeros(0, np.int64),
+        health,
+    )
+
+
+def evaluate(
+    scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()
+) -> dict:
+    """{"domains": {name: {metric: value, "users": n}}, "all": {...}, "health": {...}} for one split.
+
+    `health` counts non-finite scores and users whose candidates all scored the same: a model with
+    either is broken whatever its metrics say (blessing refuses it)."""
+    return rank_users(scorer, examples_dir, split, vocabulary, protocol).result(vocabulary)

@@ -8,7 +8,8 @@ the weights of the epoch with the best overall valid NDCG@10 are kept (the test 
 at), and training stops when `patience` epochs in a row bring no better one (not before `min_epochs`),
 or after `epochs`.
 After selection, a SyNCRec model trained on both tasks gets the tower that serves each domain
-(`prediction_towers`: the domain's single-domain tower where it wins on valid, else the cross tower); the
+(`prediction_towers`: the domain's single-domain tower where it wins on valid by more than
+`tower_choice_margin` standard errors, else the cross tower); the
 choice is saved with the selected weights, and a finished run found in OUTPUT takes it without training.
 A loss that turns NaN or infinite stops the run with an error (nothing is exported). Writes
 OUTPUT/checkpoints (resumable), OUTPUT/best (the selected weights and the selection state),
@@ -30,15 +31,16 @@ import tensorflow as tf
 
 from model_keras import distribute
 from model_keras.config import ModelConfig, parse_settings
-from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics
+from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics, rank_users
 from model_keras.input_fn import make_dataset
-from model_keras.metrics import towers_line
+from model_keras.metrics import ndcg, paired_gain, towers_line
 from model_keras.signatures import export_saved_model
 from model_keras.warm_start import warm_start as warm_start_from
 from schemas.features import require_complete_examples
 from schemas.vocabulary import Vocabulary
 
-SELECTION_METRIC = "NDCG@10"
+SELECTION_K = 10
+SELECTION_METRIC = f"NDCG@{SELECTION_K}"
 NON_FINITE_LOSS = "training loss is not finite"
 
 
@@ -169,7 +171,7 @@ def _loss_history(valid_history: list) -> dict:
 
 
 def apply_prediction_towers(
-    model, config: ModelConfig, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol, cross: dict
+    model, config: ModelConfig, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol
 ) -> dict | None:
     """`config.prediction_towers` applied to a SyNCRec model trained on both tasks (others have one tower: None).
 
@@ -180,25 +182,36 @@ def apply_prediction_towers(
     if config.prediction_towers == "cross":
         model.prediction_tower.assign([0] * vocabulary.num_domains)
         return None
-    return choose_prediction_towers(model, examples_dir, vocabulary, protocol, cross)
+    return choose_prediction_towers(model, examples_dir, vocabulary, protocol, config.tower_choice_margin)
 
 
-def choose_prediction_towers(model, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol, cross: dict):
-    """Set SyNCRec's `prediction_tower`: per domain, its single tower where that scores a strictly higher valid
-    NDCG@10 than the cross tower (`cross`: the cross tower's valid result), else the cross tower (Eq. 19).
+def choose_prediction_towers(
+    model, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol, margin: float
+) -> dict:
+    """Set SyNCRec's `prediction_tower`: per domain, its single tower where that beats the cross tower on valid
+    NDCG@10 by more than `margin` standard errors of the paired per-user gain (and by anything at all), else the
+    cross tower (Eq. 19).
 
     Training selected the epoch on the cross tower; this is a second choice on the same valid split, made
-    once, on the selected weights (the test split is never looked at). Returns {domain: {"tower", "cross",
-    "single"}}: the choice and both valid NDCG@10 figures, for training.json."""
-    single = evaluate(ModelScorer(model, "single"), examples_dir, "valid", vocabulary, protocol)
+    once, on the selected weights (the test split is never looked at). Both towers rank the same users against
+    the same candidates, so the gain is paired per user: its standard error shrinks with the valid split, and a
+    win that a few hundred users' noise would explain keeps the cross tower. Returns {domain: {"tower",
+    "cross", "single" (valid NDCG@10), "gain", "standard_error", "users"}} for training.json."""
+    towers = {
+        view: rank_users(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
+        for view in ("cross", "single")
+    }
     choice = {}
     for d in vocabulary.domains:
-        by_cross = cross["domains"][d.name][SELECTION_METRIC]
-        by_single = single["domains"][d.name][SELECTION_METRIC]
+        cross, single = (towers[view].in_domain(d.domain_id) for view in ("cross", "single"))
+        gain, standard_error = paired_gain(cross, single, k=SELECTION_K)
         choice[d.name] = {
-            "tower": "single" if by_single > by_cross else "cross",
-            "cross": by_cross,
-            "single": by_single,
+            "tower": "single" if gain > 0 and gain > margin * standard_error else "cross",
+            "cross": float(np.mean(ndcg(cross, SELECTION_K))) if cross.size else 0.0,
+            "single": float(np.mean(ndcg(single, SELECTION_K))) if single.size else 0.0,
+            "gain": gain,
+            "standard_error": standard_error if math.isfinite(standard_error) else None,  # None: under two users
+            "users": int(cross.size),
         }
     model.prediction_tower.assign([int(choice[d.name]["tower"] == "single") for d in vocabulary.domains])
     return choice
@@ -287,7 +300,7 @@ def run_fn(
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
     _check_finite_weights(model)
     selection_result = valid_result
-    towers = apply_prediction_towers(model, config, examples_dir, vocabulary, protocol, valid_result)
+    towers = apply_prediction_towers(model, config, examples_dir, vocabulary, protocol)
     if towers is not None:
         valid_result = evaluate(ModelScorer(model), examples_dir, "valid", vocabulary, protocol)
     if validation.state["best_epoch"] and hasattr(model, "prediction_tower"):

@@ -36,6 +36,8 @@ def test_settings_parser_reads_json_values_and_keeps_strings():
         ({"patience": -3}, r"patience must be in \[0"),
         ({"min_epochs": -1}, r"min_epochs must be in \[0"),
         ({"prediction_towers": "single"}, r"prediction_towers must be one of \['valid', 'cross'\]"),
+        ({"tower_choice_margin": -1}, r"tower_choice_margin must be in \[0, 100\] standard errors"),
+        ({"tower_choice_margin": "big"}, "tower_choice_margin must be a finite number"),
     ],
 )
 def test_bad_settings_fail_before_any_work_naming_the_setting(setting, message):
@@ -91,4 +93,5 @@ def test_a_post_training_setting_does_not_make_a_new_run():
         return run_folder("out", VARIANTS["syncrec"], ModelConfig.from_dict(settings), EvalProtocol())
 
     assert folder(prediction_towers="cross") == folder(prediction_towers="valid")
+    assert folder(tower_choice_margin=0) == folder(tower_choice_margin=3)
     assert folder(embed_dim=16) != folder(embed_dim=32)

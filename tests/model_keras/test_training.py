@@ -53,20 +53,44 @@ def test_best_weights_reload_to_the_same_valid_metrics(trained, sample_examples,
 
 @pytest.mark.slow
 def test_each_domain_is_served_by_the_tower_that_wins_on_valid(trained, sample_examples, vocab):
-    """After selection, each domain gets its single tower only where that scores a higher valid NDCG@10 than the
-    cross tower; the choice is saved with the selected weights, and the reported valid metrics are the served ones."""
+    """After selection, each domain gets its single tower only where its paired per-user valid NDCG@10 gain over the
+    cross tower exceeds tower_choice_margin standard errors; the choice is saved with the selected weights, and the
+    reported valid metrics are the served ones."""
     out, summary = trained
     towers = summary["prediction_towers"]
-    assert set(towers) == set(vocab.domain_names)
+    margin = summary["config"]["tower_choice_margin"]
+    assert set(towers) == set(vocab.domain_names) and margin == 2.0
     for name, choice in towers.items():
-        assert choice["tower"] == ("single" if choice["single"] > choice["cross"] else "cross")
-        assert choice["cross"] == summary["valid_at_selection"]["domains"][name]["NDCG@10"]
+        assert choice["gain"] == pytest.approx(choice["single"] - choice["cross"], abs=1e-9)
+        assert choice["users"] == summary["valid"]["domains"][name]["users"] > 1
+        wins = choice["gain"] > 0 and choice["gain"] > margin * choice["standard_error"]
+        assert choice["tower"] == ("single" if wins else "cross")
+        assert choice["cross"] == pytest.approx(summary["valid_at_selection"]["domains"][name]["NDCG@10"], abs=1e-9)
         served = summary["valid"]["domains"][name]["NDCG@10"]
-        assert served == pytest.approx(max(choice["cross"], choice["single"]), abs=1e-6)
+        assert served == pytest.approx(choice[choice["tower"]], abs=1e-6)
     model = load_trained(str(out), str(sample_examples[0]))
     assert model.prediction_tower.numpy().tolist() == [int(towers[n]["tower"] == "single") for n in vocab.domain_names]
     saved = json.loads((out / "training.json").read_text())
     assert saved["prediction_towers"] == towers
+
+
+@pytest.mark.slow
+def test_with_no_margin_any_valid_gain_takes_the_single_tower(trained, sample_examples, tmp_path):
+    """tower_choice_margin=0 on the same finished run (no training): every domain whose single tower scored any higher
+    valid NDCG@10 now takes it, the rest keep the cross tower; the margin only ever keeps the cross tower."""
+    import shutil
+
+    out, summary = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    again = run_fn(
+        str(sample_examples[0]), str(copy), ModelConfig(**dict(SMALL, tower_choice_margin=0.0)), verbose=0, export=False
+    )
+    assert again["epochs_run"] == 0
+    for name, choice in again["prediction_towers"].items():
+        assert choice["tower"] == ("single" if choice["single"] > choice["cross"] else "cross")
+        if summary["prediction_towers"][name]["tower"] == "single":
+            assert choice["tower"] == "single"
 
 
 @pytest.mark.slow
