@@ -54,10 +54,12 @@ def format_metrics(result: dict, title: str = "") -> str:
 
 def towers_line(towers: dict | None) -> str:
     """'served by: Books single-domain tower, Toys cross tower' from training.json's prediction_towers ('' when
-    the model has one tower): the one place reports spell the per-domain choice."""
+    the model has one tower; 'served by: the cross tower in every domain' when all domains agree): the one
+    place reports spell the per-domain choice."""
     if not towers:
         return ""
-    return "served by: " + ", ".join(
-        f"{domain} {'single-domain' if choice['tower'] == 'single' else 'cross'} tower"
-        for domain, choice in towers.items()
-    )
+    names = {"single": "single-domain", "cross": "cross"}
+    kinds = {choice["tower"] for choice in towers.values()}
+    if len(towers) > 1 and len(kinds) == 1:
+        return f"served by: the {names[kinds.pop()]} tower in every domain"
+    return "served by: " + ", ".join(f"{domain} {names[choice['tower']]} tower" for domain, choice in towers.items())

@@ -135,4 +135,7 @@ def test_reports_name_the_tower_serving_each_domain():
         "Toys": {"tower": "cross", "cross": 0.3, "single": 0.2},
     }
     assert towers_line(towers) == "served by: Books single-domain tower, Toys cross tower"
+    towers["Books"]["tower"] = "cross"
+    assert towers_line(towers) == "served by: the cross tower in every domain"
+    assert towers_line({"Books": towers["Books"]}) == "served by: Books cross tower"
     assert towers_line(None) == "" and towers_line({}) == ""
