@@ -241,19 +241,26 @@ def sweep(args, examples, base):
 
 def diagnose(args, examples, base):
     """Gate usage, per-expert gradients, lambda/phi and each tower's accuracy of trained runs, to see why a variant
-    wins: seed 0 keyed by model (it must have run), and each other seed below --seeds that has a finished run,
-    keyed 'model (seed k)'."""
+    wins: the runs trained with these --set flags and protocol, seed 0 keyed by model (it must have run), and each
+    other seed below --seeds that has a finished run, keyed 'model (seed k)'."""
     from experiments.diagnostics import diagnose as diagnose_run
     from experiments.diagnostics import find_run, markdown
 
-    runs = {name: find_run(args.out, name, 0) for name in args.models.split(",")}
+    def settings(variant, seed):
+        return ModelConfig.from_dict({**base, **variant.settings, "seed": seed})
+
+    variants = _variants(args.models)
+    runs = {v.name: (find_run(args.out, v, settings(v, 0), args.protocol), settings(v, 0)) for v in variants}
     for seed in range(1, args.seeds):
-        for name in args.models.split(","):
+        for v in variants:
             try:
-                runs[f"{name} (seed {seed})"] = find_run(args.out, name, seed)
+                runs[f"{v.name} (seed {seed})"] = (
+                    find_run(args.out, v, settings(v, seed), args.protocol),
+                    settings(v, seed),
+                )
             except ValueError:
                 continue  # that seed has not run: diagnose what has
-    results = {key: diagnose_run(run, examples, args.protocol) for key, run in runs.items()}
+    results = {key: diagnose_run(run, examples, args.protocol, config) for key, (run, config) in runs.items()}
     return None, [("", results, markdown(results))]
 
 

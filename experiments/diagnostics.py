@@ -14,13 +14,14 @@ For a trained run (a folder run_fn wrote, with model_config.json and best/weight
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from experiments.runner import Variant, run_folder
+from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import domain_rows
@@ -30,15 +31,17 @@ from schemas.vocabulary import Vocabulary
 LOSS_TERMS = ("single_loss", "cross_loss", "mim_loss")
 
 
-def find_run(out: str, variant: str, seed: int) -> str:
-    """The newest run folder of a variant and seed under OUT/runs (with its selected weights)."""
-    pattern = os.path.join(
-        out, "runs", variant.replace("/", "_").replace(" ", "_"), "*", f"seed{seed}", "model_config.json"
-    )
-    found = sorted(glob.glob(pattern), key=os.path.getmtime)
-    if not found:
-        raise ValueError(f"no finished run of {variant!r} seed {seed} under {out}/runs; run the experiment first")
-    return os.path.dirname(found[-1])
+def find_run(out: str, variant: Variant, config: ModelConfig, protocol: EvalProtocol) -> str:
+    """The run folder of `variant` trained with `config`'s training settings and seed, selected under `protocol`:
+    the folder compare, ablation and negative-transfer wrote for the same --set flags (runner.run_folder), never
+    merely the newest run of that variant, which may have other settings."""
+    folder = run_folder(out, variant, config, protocol)
+    if not os.path.isfile(os.path.join(folder, "model_config.json")):
+        raise ValueError(
+            f"no finished run of {variant.name!r} seed {config.seed} with these settings under {out}/runs "
+            f"(it would be {folder}); run the experiment first, or pass the --set flags and protocol it ran with"
+        )
+    return folder
 
 
 def gate_usage(model, examples: str, vocabulary: Vocabulary, batches: int = 8) -> dict:
@@ -93,14 +96,16 @@ def tower_accuracy(model, examples: str, vocabulary: Vocabulary, protocol: EvalP
     return towers
 
 
-def diagnose(run_dir: str, examples: str, protocol: EvalProtocol = EvalProtocol()) -> dict:
+def diagnose(
+    run_dir: str, examples: str, protocol: EvalProtocol = EvalProtocol(), settings: ModelConfig | None = None
+) -> dict:
     """Gate usage, expert gradients, the last lambda/phi and each tower's accuracy of one trained SyNCRec run,
     and the tower serving each domain."""
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
     model = load_trained(run_dir, examples)
-    # The run's post-training setting, applied again (the same choice for a run that made it; the current
-    # default for a run that predates the setting), so "served" is what the run serves today.
-    apply_prediction_towers(model, model.config, examples, vocabulary, protocol)
+    # The post-training settings asked for (else the run's own), applied again, so "served" is what the run
+    # serves under them: the same choice run_fn makes for the same settings.
+    apply_prediction_towers(model, settings or model.config, examples, vocabulary, protocol)
     with open(os.path.join(run_dir, "training.json"), encoding="utf-8") as handle:
         history = json.load(handle)["loss_history"]
     last = {k: round(v[-1], 4) for k, v in history.items() if k.startswith(("lambda/", "phi/"))}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.__main__ import DEFAULT_MODELS
-from experiments.runner import VARIANTS, aggregate
+from experiments.runner import VARIANTS, aggregate, run_folder
 
 pytestmark = pytest.mark.slow
 TINY = ["--seeds", "1", "--max-len", "20", "--set", "epochs=1", "--set", "embed_dim=8"]
@@ -26,6 +26,31 @@ def check_outputs(out, name):
     info = json.loads((out / f"{name}.run.json").read_text())
     assert info["args"]["seeds"] == 1 and info["tensorflow"]
     return table
+
+
+def test_diagnose_reads_the_run_of_its_settings_not_the_newest_one(tmp_path):
+    """Two finished runs of one variant with different settings: each set of --set flags finds its own run (the
+    folder compare wrote for them), however recent the other; settings nobody ran are an error naming the fix."""
+    import os
+
+    from experiments.diagnostics import find_run
+    from model_keras.config import ModelConfig
+    from model_keras.evaluation import EvalProtocol
+
+    variant, protocol = VARIANTS["syncrec"], EvalProtocol()
+    j1, j3 = (ModelConfig.from_dict({"num_cross_experts": j}) for j in (1, 3))
+    for age, config in ((100, j1), (0, j3)):  # the j = 3 run is the newer one
+        folder = Path(run_folder(str(tmp_path), variant, config, protocol))
+        folder.mkdir(parents=True)
+        (folder / "model_config.json").write_text(json.dumps(config.to_dict()))
+        os.utime(folder / "model_config.json", (1e9 - age, 1e9 - age))
+    found = Path(find_run(str(tmp_path), variant, j1, protocol))  # not the newer j = 3 run
+    assert json.loads((found / "model_config.json").read_text())["num_cross_experts"] == 1
+    assert find_run(str(tmp_path), variant, j3, protocol) != find_run(str(tmp_path), variant, j1, protocol)
+    with pytest.raises(ValueError, match="no finished run of 'syncrec' seed 0 with these settings.*--set flags"):
+        find_run(str(tmp_path), variant, ModelConfig.from_dict({"num_cross_experts": 2}), protocol)
+    with pytest.raises(ValueError, match="seed 1"):
+        find_run(str(tmp_path), variant, ModelConfig.from_dict({"num_cross_experts": 1, "seed": 1}), protocol)
 
 
 def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_runs(tmp_path):
@@ -60,12 +85,7 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     assert (tmp_path / "lambda.png").exists() and (tmp_path / "phi.png").exists()
 
     # diagnose reads the runs compare trained (no training of its own)
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments", "diagnose", "--models", "syncrec", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run("diagnose", "--models", "syncrec", "--out", str(tmp_path))  # the settings compare ran with
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "diagnose.json").read_text())["syncrec"]
     # each tower on valid and test; the cross tower on valid is what selection saw for the kept epoch
