@@ -33,7 +33,7 @@ from model_keras import distribute
 from model_keras.config import ModelConfig, parse_settings
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics, rank_users
 from model_keras.input_fn import make_dataset
-from model_keras.metrics import ndcg, paired_gain, towers_line
+from model_keras.metrics import paired_gain, rank_metrics, towers_line
 from model_keras.signatures import export_saved_model
 from model_keras.warm_start import warm_start as warm_start_from
 from schemas.features import require_complete_examples
@@ -207,8 +207,8 @@ def choose_prediction_towers(
         gain, standard_error = paired_gain(cross, single, k=SELECTION_K)
         choice[d.name] = {
             "tower": "single" if gain > 0 and gain > margin * standard_error else "cross",
-            "cross": float(np.mean(ndcg(cross, SELECTION_K))) if cross.size else 0.0,
-            "single": float(np.mean(ndcg(single, SELECTION_K))) if single.size else 0.0,
+            "cross": rank_metrics(cross)[SELECTION_METRIC],
+            "single": rank_metrics(single)[SELECTION_METRIC],
             "gain": gain,
             "standard_error": standard_error if math.isfinite(standard_error) else None,  # None: under two users
             "users": int(cross.size),
