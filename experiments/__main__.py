@@ -6,7 +6,7 @@
 
 compare            Table 2: per-domain HR@5/10, NDCG@5/10, MRR of SyNCRec and baselines (+ lambda/phi plot)
 negative-transfer  Table 4: per-domain improvement (%) of each CDSR model over the SDSR model (SASRec on X^d)
-ablation           Table 5: full SyNCRec, w/o LC-NTG, w/o SC-MIM, w/o ACMoE, causal gates (MRR per domain)
+ablation           Table 5: full SyNCRec (LC-NTG, SC-MIM and ACMoE), w/o LC-NTG, w/o SC-MIM, w/o ACMoE, causal gates
 sweep              Fig. 3: one setting over values (default embed_dim 8..128), NDCG@10 per domain
 diagnose           why: gate usage and entropy per task, per-expert gradient norms, lambda/phi, and NDCG@10
                    per domain through each tower (cross, single, served) of trained runs (seed 0, and the other seeds < --seeds that ran)
@@ -50,7 +50,7 @@ DEFAULT_MODELS = {
     "diagnose": "syncrec,mmoe,w/o ACMoE",
     "compare": "syncrec,sasrec,sdsr,mmoe,gru4rec,bprmf",
     "negative-transfer": "syncrec,sasrec,mmoe",
-    "ablation": "syncrec,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates",
+    "ablation": "full,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates",
     "sweep": "syncrec",
 }
 # Converged runs at the paper's architecture (two attention blocks) with the embedding size 2 cores allow: r = 32

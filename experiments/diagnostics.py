@@ -68,12 +68,13 @@ def gate_usage(model, examples: str, vocabulary: Vocabulary, batches: int = 8) -
 
 def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int = 4) -> dict:
     """{loss term: [gradient norm on expert 1..K]} summed over a few train batches (no dropout)."""
-    norms = {term: np.zeros(model.config.num_experts) for term in LOSS_TERMS}
+    present = [term for term in LOSS_TERMS if term in model.loss_names()]  # no mim_loss without SC-MIM
+    norms = {term: np.zeros(model.config.num_experts) for term in present}
     experts = model.acmoe.experts
     for batch in make_dataset(examples, "train", vocabulary.num_domains, 128).take(batches):
         with tf.GradientTape(persistent=True) as tape:
             terms = model.compute_losses(batch, training=False)
-        for term in LOSS_TERMS:
+        for term in present:
             grads = tape.gradient(terms[term], [e.trainable_variables for e in experts])
             norms[term] += [
                 float(tf.linalg.global_norm([g for g in gs if g is not None]))

@@ -31,17 +31,22 @@ class Variant:
     settings: dict = field(default_factory=dict)
 
 
+# Table 5's full model has all three of the paper's mechanisms; each ablation removes exactly one of them. The
+# ablations name all three, so they stay one change from "full" whatever the default is ("syncrec": the default,
+# which leaves SC-MIM out; config.DEVIATIONS).
+MECHANISMS = {"use_lc_ntg": True, "use_sc_mim": True, "use_acmoe": True}
 VARIANTS = {
     "syncrec": Variant("syncrec"),
+    "full": Variant("full", MECHANISMS),
     "sasrec": Variant("sasrec", {"architecture": "sasrec"}),
     "gru4rec": Variant("gru4rec", {"architecture": "gru4rec"}),
     "bprmf": Variant("bprmf", {"architecture": "bprmf"}),
     "mmoe": Variant("mmoe", {"use_acmoe": False, "use_lc_ntg": False, "use_sc_mim": False}),
     "sdsr": Variant("sdsr", {"architecture": "sasrec", "mode": "sdsr"}),
-    "w/o LC-NTG": Variant("w/o LC-NTG", {"use_lc_ntg": False}),
-    "w/o SC-MIM": Variant("w/o SC-MIM", {"use_sc_mim": False}),
-    "w/o ACMoE": Variant("w/o ACMoE", {"use_acmoe": False}),
-    "causal gates": Variant("causal gates", {"causal_gates": True}),
+    "w/o LC-NTG": Variant("w/o LC-NTG", {**MECHANISMS, "use_lc_ntg": False}),
+    "w/o SC-MIM": Variant("w/o SC-MIM", {**MECHANISMS, "use_sc_mim": False}),
+    "w/o ACMoE": Variant("w/o ACMoE", {**MECHANISMS, "use_acmoe": False}),
+    "causal gates": Variant("causal gates", {**MECHANISMS, "causal_gates": True}),
     "Eq. 3 gates": Variant("Eq. 3 gates", {"causal_gates": False}),
     "paper losses": Variant("paper losses", {"preset": "paper"}),
 }

@@ -90,7 +90,8 @@ class SyNCRec(SequentialRecommender):
         )
 
     def loss_names(self):
-        return ("loss", "single_loss", "cross_loss", "mim_loss")
+        # SC-MIM's term exists only where Eq. 18 uses it: off (the default), no step computes the InfoNCE.
+        return ("loss", "single_loss", "cross_loss") + (("mim_loss",) if self.config.use_sc_mim else ())
 
     def domain_terms(self):
         return ("phi", "lambda")
@@ -235,19 +236,14 @@ class SyNCRec(SequentialRecommender):
         cross_steps = self.position_loss(enc.y_cross, enc.target, enc.target_domain, salt=2)
         phi, lam = self.negative_transfer(single_steps, cross_steps, enc, batch)
         l_cross = self.cross_task(cross_steps, lam, enc, batch)
-        l_mim = self.sc_mim(enc, batch)
+        terms = {"single_loss": l_single, "cross_loss": l_cross, "phi": phi, "lambda": lam}
+        if c.use_sc_mim:
+            terms["mim_loss"] = self.sc_mim(enc, batch)
         if c.mode == "sdsr":
             total = l_single
         else:  # Eq. 18
-            total = c.eta * (l_single + l_cross) + ((1.0 - c.eta) * l_mim if c.use_sc_mim else 0.0)
-        return {
-            "loss": total,
-            "single_loss": l_single,
-            "cross_loss": l_cross,
-            "mim_loss": l_mim,
-            "phi": phi,
-            "lambda": lam,
-        }
+            total = c.eta * (l_single + l_cross) + ((1.0 - c.eta) * terms["mim_loss"] if c.use_sc_mim else 0.0)
+        return {"loss": total, **terms}
 
     def after_train_step(self, terms):
         """Keep the batch's lambda (Eq. 11) for the next batch."""

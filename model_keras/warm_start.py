@@ -44,11 +44,19 @@ def load_exported(saved_model_dir: str) -> tuple[SequentialRecommender, Vocabula
     return model, vocabulary
 
 
+def model_weights(model: SequentialRecommender) -> list:
+    """The model's own weights in build order, without its loss trackers' (model.weights lists those among the
+    first: their number follows the loss terms and domains, so every weight after them would shift between a
+    model trained with SC-MIM and one without, and pair with the wrong weight of the same shape)."""
+    trackers = {id(v) for metric in model.metrics for v in metric.variables}
+    return [w for w in model.weights if id(w) not in trackers]
+
+
 def warm_start(model: SequentialRecommender, vocabulary: Vocabulary, saved_model_dir: str) -> dict:
     """Copy weights from the exported model into `model`; returns counts of what was copied."""
     old, old_vocab = load_exported(saved_model_dir)
     copied, skipped, rows = 0, 0, 0
-    for new_var, old_var in zip(model.weights, old.weights):
+    for new_var, old_var in zip(model_weights(model), model_weights(old)):
         if new_var is model.embedding.item_table:
             old_table, new_table = old_var.numpy(), new_var.numpy()
             for d in vocabulary.domains:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.__main__ import DEFAULT_MODELS
+from experiments.__main__ import BASE, DEFAULT_MODELS
 from experiments.runner import VARIANTS, aggregate, run_folder
+from model_keras.config import ModelConfig, parse_settings
 
 pytestmark = pytest.mark.slow
 TINY = ["--seeds", "1", "--max-len", "20", "--set", "epochs=1", "--set", "embed_dim=8"]
@@ -119,7 +120,7 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
 
 
 def test_negative_transfer_ablation_and_sweep(tmp_path):
-    """One --out for the three: the examples and the full model's run are made once and reused."""
+    """One --out for the three: the examples and the default model's run are made once and reused."""
     result = run("negative-transfer", "--models", "syncrec", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     table = check_outputs(tmp_path, "negative-transfer")
@@ -130,10 +131,11 @@ def test_negative_transfer_ablation_and_sweep(tmp_path):
     )
     assert gain == pytest.approx(100 * (cdsr - sdsr) / sdsr)
     assert "domains with negative transfer" in result.stdout
-    # Two of Table 5's variants here (the full model's run is reused); each variant is a setting checked below.
-    result = run("ablation", "--models", "syncrec,causal gates", "--out", str(tmp_path))
+    # Two of Table 5's variants and the default, whose run negative-transfer made (reused); each
+    # variant is a setting checked below.
+    result = run("ablation", "--models", "syncrec,full,causal gates", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path, "ablation")) == {"syncrec", "causal gates"}
+    assert set(check_outputs(tmp_path, "ablation")) == {"syncrec", "full", "causal gates"}
     result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path, "sweep")) == {"num_experts=2", "num_experts=3"}
@@ -154,16 +156,31 @@ def test_bad_arguments_are_one_clear_error_before_any_work(tmp_path, args, messa
     assert not (tmp_path / "examples").exists()
 
 
-def test_ablation_defaults_to_table_5_and_each_variant_changes_one_setting():
-    assert DEFAULT_MODELS["ablation"].split(",") == ["syncrec", "w/o LC-NTG", "w/o SC-MIM", "w/o ACMoE", "causal gates"]
-    changed = {name: VARIANTS[name].settings for name in DEFAULT_MODELS["ablation"].split(",")}
-    assert changed == {
-        "syncrec": {},
+@pytest.mark.parametrize("flags", [[], ["use_sc_mim=true", "use_lc_ntg=false", "embed_dim=16"]])
+def test_ablation_defaults_to_table_5_and_each_variant_changes_one_setting_of_the_full_model(flags):
+    """Whatever the default and the --set flags, each ablation is the full model (all three mechanisms) with one
+    setting changed, and the default is the full model without SC-MIM."""
+    assert DEFAULT_MODELS["ablation"].split(",") == ["full", "w/o LC-NTG", "w/o SC-MIM", "w/o ACMoE", "causal gates"]
+    base = {**BASE, **parse_settings(flags)}
+
+    def config(name):
+        return ModelConfig.from_dict({**base, **VARIANTS[name].settings}).to_dict()
+
+    def changed(name):
+        full = config("full")
+        return {k: v for k, v in config(name).items() if full[k] != v}
+
+    assert {k: config("full")[k] for k in ("use_lc_ntg", "use_sc_mim", "use_acmoe")} == dict.fromkeys(
+        ("use_lc_ntg", "use_sc_mim", "use_acmoe"), True
+    )
+    assert {name: changed(name) for name in DEFAULT_MODELS["ablation"].split(",")[1:]} == {
         "w/o LC-NTG": {"use_lc_ntg": False},
         "w/o SC-MIM": {"use_sc_mim": False},
         "w/o ACMoE": {"use_acmoe": False},
         "causal gates": {"causal_gates": True},
     }
+    if not flags:
+        assert changed("syncrec") == {"use_sc_mim": False} and config("syncrec") == config("w/o SC-MIM")
 
 
 def test_aggregate_mean_and_std():

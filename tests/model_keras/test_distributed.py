@@ -19,6 +19,7 @@ SETTINGS = [
     "batch_size=64",
     "seed=3",
     "distribution=multi_worker",
+    "use_sc_mim=true",  # SC-MIM's negatives are the other users of the global batch, gathered across workers
 ]
 LOSS_TOLERANCE = 1e-4  # relative: the same arithmetic summed in another order across processes
 METRIC_TOLERANCE = 2e-3  # absolute: a near-tie between two candidates may flip after two epochs of updates

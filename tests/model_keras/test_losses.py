@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from model_keras import losses
 from model_keras.config import ModelConfig
+from model_keras.warm_start import model_weights
 
 
 def test_pairwise_losses_match_their_formulas():
@@ -96,7 +97,7 @@ def test_sc_mim_is_infonce_over_users_of_the_domain():
 
 def test_pad_positions_change_no_loss(make_model, batch):
     """Whatever the PAD row of M holds, no loss term and no representation moves."""
-    model = make_model()
+    model = make_model(use_sc_mim=True)
 
     def run():
         tf.random.set_seed(11)  # the same negatives both times
@@ -114,7 +115,7 @@ def test_pad_positions_change_no_loss(make_model, batch):
 
 
 def test_train_step_updates_lambda_state_and_reports_every_term(make_model, batch, vocab):
-    model = make_model()
+    model = make_model(use_sc_mim=True)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     assert np.all(model.ntg_lambda.numpy() == 0)  # Eq. 11: lambda starts at 0
     logs = model.train_on_batch(batch, return_dict=True)
@@ -137,12 +138,12 @@ def test_train_step_updates_lambda_state_and_reports_every_term(make_model, batc
 
 def test_variants_change_the_total_loss(make_model, batch):
     tf.keras.utils.set_random_seed(1)
-    full = make_model(eta=0.5)
-    weights = full.get_weights()
+    full = make_model(eta=0.5, use_sc_mim=True)
 
     def total(**overrides):
         model = make_model(eta=0.5, **overrides)
-        model.set_weights(weights)
+        for new, old in zip(model_weights(model), model_weights(full), strict=True):  # not the loss trackers
+            new.assign(old)
         tf.random.set_seed(3)
         return model.compute_losses(batch, training=False)
 
@@ -151,8 +152,10 @@ def test_variants_change_the_total_loss(make_model, batch):
     assert float(terms["loss"]) == pytest.approx(
         0.5 * float(terms["single_loss"] + terms["cross_loss"]) + 0.5 * float(terms["mim_loss"]), rel=1e-5
     )
-    no_mim = total(use_sc_mim=False)
+    no_mim = total(use_sc_mim=False)  # the default: no step computes SC-MIM's InfoNCE, none reports it
+    assert "mim_loss" not in no_mim and "mim_loss" not in make_model(eta=0.5).loss_names()
     assert float(no_mim["loss"]) == pytest.approx(0.5 * float(no_mim["single_loss"] + no_mim["cross_loss"]), rel=1e-5)
+    assert not ModelConfig().use_sc_mim and ModelConfig.from_dict({"preset": "paper"}).use_sc_mim
     sdsr = total(mode="sdsr")
     assert float(sdsr["loss"]) == pytest.approx(float(sdsr["single_loss"]), rel=1e-6)
 
@@ -175,10 +178,10 @@ def test_keras_3_is_refused_with_the_fix():
 def test_without_lc_ntg_is_uniform_lambda_and_nothing_else(make_model, batch):
     """'w/o LC-NTG' changes one thing: the cross loss's per-domain weights become uniform."""
     tf.keras.utils.set_random_seed(2)
-    full = make_model()
+    full = make_model(use_sc_mim=True)
     full.ntg_alpha.assign(0.0)
     full.ntg_beta.assign(0.0)  # lambda = softmax(0) = uniform
-    ablated = make_model(use_lc_ntg=False)
+    ablated = make_model(use_lc_ntg=False, use_sc_mim=True)
     ablated.set_weights(full.get_weights())
     tf.random.set_seed(5)
     a = full.compute_losses(batch, training=False)
