@@ -1,6 +1,6 @@
 """Training and evaluation throughput of SyNCRec at the paper's settings (§5.2.3).
 
-    python -m benchmarks.training_benchmark [--max-len 50 128] [--steps 10] [--items 100000]
+    python -m benchmarks.training_benchmark [--max-len 50 128] [--steps 10] [--items 100000] [--set KEY=VALUE ...]
 
 Batches are built by the transform's own Definition-1 code from synthetic histories (5 domains,
 like Amazon), so shapes and padding are the real ones. Prints a Markdown table: training
@@ -23,7 +23,7 @@ import tensorflow as tf
 from benchmarks.reference import TRAINING_BEFORE, TRAINING_MAX_LEN, TRAINING_SETTINGS
 from components.sequences import build_example
 from schemas.features import PER_DOMAIN_FEATURES
-from model_keras.config import ModelConfig
+from model_keras.config import ModelConfig, parse_settings
 from model_keras.model import SyNCRec
 
 
@@ -59,17 +59,20 @@ def measure(max_len: int, args) -> dict:
         (2 + d * (args.items // args.domains + 1), 2 + (d + 1) * (args.items // args.domains + 1))
         for d in range(args.domains)
     ]
-    config = ModelConfig(
-        num_items=num_items,
-        num_domains=args.domains,
-        max_len=max_len,
-        embed_dim=args.embed_dim,
-        num_experts=args.experts,
-        num_cross_experts=cross_experts(args.experts),
-        num_blocks=2,
-        num_heads=1,
-        batch_size=args.batch_size,
-    )
+    config = ModelConfig.from_dict(
+        {
+            "num_items": num_items,
+            "num_domains": args.domains,
+            "max_len": max_len,
+            "embed_dim": args.embed_dim,
+            "num_experts": args.experts,
+            "num_cross_experts": cross_experts(args.experts),
+            "num_blocks": 2,
+            "num_heads": 1,
+            "batch_size": args.batch_size,
+            **args.settings,  # e.g. use_sc_mim=true: the step with SC-MIM's InfoNCE term
+        }
+    ).validate()
     model = SyNCRec(config, ranges)
     batches = [
         synthetic_batch(args.batch_size, max_len, args.domains, args.items // args.domains, rng) for _ in range(3)
@@ -116,10 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experts", type=int, default=4)
     parser.add_argument("--domains", type=int, default=5)
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a model setting, as for training")
     args = parser.parse_args(argv)
+    try:
+        args.settings = parse_settings(args.set)
+        ModelConfig.from_dict({"num_items": 3, "num_domains": 1, **args.settings}).validate()
+    except ValueError as error:
+        parser.error(str(error))
     print(
         f"SyNCRec r={args.embed_dim} K={args.experts} j={cross_experts(args.experts)} blocks=2 batch={args.batch_size} "
-        f"D={args.domains} items={args.items:,}; "
+        f"D={args.domains} items={args.items:,}{''.join(f'; {k}={v}' for k, v in args.settings.items())}; "
         f"cores: {os.cpu_count()}, TF {tf.__version__}\n"
     )
     print("| T | train ms/step | train sequences/s | eval users/s (100 candidates) | peak RSS MB |")

@@ -29,8 +29,17 @@ def test_serving_benchmark_prints_latency_and_throughput_rows():
 
 def test_training_benchmark_prints_a_throughput_row():
     args = ["--max-len", "20", "--embed-dim", "16", "--experts", "2", "--steps", "2", "--batch-size", "32"]
-    result = run("benchmarks.training_benchmark", *args, "--domains", "3", "--items", "3000")
+    result = run(
+        "benchmarks.training_benchmark", *args, "--domains", "3", "--items", "3000", "--set", "use_sc_mim=true"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "use_sc_mim=True" in result.stdout.splitlines()[0]  # the step measured is the one with SC-MIM's term
     rows = {line.split("|")[1].strip(): line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")}
     assert float(rows["20"][3].replace(",", "")) > 0  # sequences/s
     assert "before:" not in result.stdout  # the recorded figures are for the settings only
+
+
+def test_training_benchmark_names_a_bad_setting_before_any_work():
+    result = run("benchmarks.training_benchmark", "--set", "use_sc_mim=maybe")
+    assert result.returncode == 2 and "use_sc_mim must be true or false" in result.stderr
+    assert "Traceback" not in result.stderr and "| T |" not in result.stdout
