@@ -27,6 +27,17 @@ from model_keras.config import ModelConfig, parse_settings
 from model_keras.model import SyNCRec
 
 
+# Settings the benchmark sets from its own flags, because the synthetic batches are built from them.
+OWN_FLAGS = {
+    "num_items": "--items",
+    "num_domains": "--domains",
+    "max_len": "--max-len",
+    "embed_dim": "--embed-dim",
+    "num_experts": "--experts",
+    "batch_size": "--batch-size",
+}
+
+
 def cross_experts(num_experts: int) -> int:
     """j = 3 at K = 4 (the default), and always within ACMoE's [1, K-1]."""
     return max(1, min(3, num_experts - 1))
@@ -123,11 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.settings = parse_settings(args.set)
+        own = sorted(set(args.settings) & set(OWN_FLAGS))
+        if own:
+            raise ValueError(f"--set {own[0]}: use {OWN_FLAGS[own[0]]} (the benchmark's data is built from it)")
         ModelConfig.from_dict({"num_items": 3, "num_domains": 1, **args.settings}).validate()
     except ValueError as error:
         parser.error(str(error))
+    j = args.settings.get("num_cross_experts", cross_experts(args.experts))
     print(
-        f"SyNCRec r={args.embed_dim} K={args.experts} j={cross_experts(args.experts)} blocks=2 batch={args.batch_size} "
+        f"SyNCRec r={args.embed_dim} K={args.experts} j={j} blocks=2 batch={args.batch_size} "
         f"D={args.domains} items={args.items:,}{''.join(f'; {k}={v}' for k, v in args.settings.items())}; "
         f"cores: {os.cpu_count()}, TF {tf.__version__}\n"
     )

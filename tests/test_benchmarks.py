@@ -39,7 +39,11 @@ def test_training_benchmark_prints_a_throughput_row():
     assert "before:" not in result.stdout  # the recorded figures are for the settings only
 
 
-def test_training_benchmark_names_a_bad_setting_before_any_work():
-    result = run("benchmarks.training_benchmark", "--set", "use_sc_mim=maybe")
-    assert result.returncode == 2 and "use_sc_mim must be true or false" in result.stderr
+@pytest.mark.parametrize(
+    "setting, message",
+    [("use_sc_mim=maybe", "use_sc_mim must be true or false"), ("max_len=20", "--set max_len: use --max-len")],
+)
+def test_training_benchmark_names_a_bad_setting_before_any_work(setting, message):
+    result = run("benchmarks.training_benchmark", "--set", setting)
+    assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr and "| T |" not in result.stdout
