@@ -28,8 +28,6 @@ from model_keras.metrics import domain_rows
 from model_keras.train import apply_prediction_towers, load_trained
 from schemas.vocabulary import Vocabulary
 
-LOSS_TERMS = ("single_loss", "cross_loss", "mim_loss")
-
 
 def find_run(out: str, variant: Variant, config: ModelConfig, protocol: EvalProtocol) -> str:
     """The run folder of `variant` trained with `config`'s training settings and seed, selected under `protocol`:
@@ -68,7 +66,7 @@ def gate_usage(model, examples: str, vocabulary: Vocabulary, batches: int = 8) -
 
 def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int = 4) -> dict:
     """{loss term: [gradient norm on expert 1..K]} summed over a few train batches (no dropout)."""
-    present = [term for term in LOSS_TERMS if term in model.loss_names()]  # no mim_loss without SC-MIM
+    present = [term for term in model.loss_names() if term != "loss"]  # the model's terms (mim_loss with SC-MIM)
     norms = {term: np.zeros(model.config.num_experts) for term in present}
     experts = model.acmoe.experts
     for batch in make_dataset(examples, "train", vocabulary.num_domains, 128).take(batches):

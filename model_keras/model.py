@@ -237,13 +237,11 @@ class SyNCRec(SequentialRecommender):
         phi, lam = self.negative_transfer(single_steps, cross_steps, enc, batch)
         l_cross = self.cross_task(cross_steps, lam, enc, batch)
         terms = {"single_loss": l_single, "cross_loss": l_cross, "phi": phi, "lambda": lam}
+        total = c.eta * (l_single + l_cross)  # Eq. 18
         if c.use_sc_mim:
             terms["mim_loss"] = self.sc_mim(enc, batch)
-        if c.mode == "sdsr":
-            total = l_single
-        else:  # Eq. 18
-            total = c.eta * (l_single + l_cross) + ((1.0 - c.eta) * terms["mim_loss"] if c.use_sc_mim else 0.0)
-        return {"loss": total, **terms}
+            total += (1.0 - c.eta) * terms["mim_loss"]
+        return {"loss": l_single if c.mode == "sdsr" else total, **terms}
 
     def after_train_step(self, terms):
         """Keep the batch's lambda (Eq. 11) for the next batch."""
