@@ -28,7 +28,7 @@ from model_keras.signatures import export_saved_model
 from model_keras.warm_start import dummy_batch
 from pipeline.pusher import push
 from schemas.vocabulary import Vocabulary
-from serving.client import RecommendClient, build_request
+from serving.client import RecommendClient, build_batch_request
 from serving.prediction_server import start_server
 
 
@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             loaded(
                 history_items=tf.constant(r[0]),
                 history_domains=tf.constant(r[1]),
+                history_length=tf.fill([len(r[0])], len(r[0][0])),
                 target_domain=tf.constant(r[2]),
-                k=tf.constant(args.k),
+                k=tf.fill([len(r[0])], args.k),
             )["item_ids"].numpy()
 
         singles = [request() for _ in range(args.requests + 20)]
@@ -109,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             single_tower.signatures["serving_default"](
                 history_items=tf.constant(r[0]),
                 history_domains=tf.constant(r[1]),
+                history_length=tf.fill([len(r[0])], len(r[0][0])),
                 target_domain=tf.constant(r[2]),
-                k=tf.constant(args.k),
+                k=tf.fill([len(r[0])], args.k),
             )["item_ids"].numpy()
 
         label = "in-process serving_default (single request), domain served by its single tower"
@@ -152,11 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _batch_request(r, k):
-    request = build_request("syncrec", [], r[2][0], k)
-    request.inputs["history_items"].CopyFrom(tf.make_tensor_proto(np.array(r[0], dtype=object)))
-    request.inputs["history_domains"].CopyFrom(tf.make_tensor_proto(np.array(r[1], dtype=object)))
-    request.inputs["target_domain"].CopyFrom(tf.make_tensor_proto(np.array(r[2], dtype=object)))
-    return request
+    histories = [list(zip(items, domains)) for items, domains in zip(r[0], r[1])]
+    return build_batch_request("syncrec", histories, r[2], [k] * len(histories))
 
 
 if __name__ == "__main__":

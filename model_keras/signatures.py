@@ -1,17 +1,27 @@
 """Inference-only SavedModel with named signatures (the custom train_step is not exported:
 retraining rebuilds the model from code + model_config.json and restores the checkpoint).
 
-serving_default(history_items string [B, L], history_domains string [B, L],
-                target_domain string [B], k int32 []) -> {"item_ids": string [B, k'], "scores": float32 [B, k']}
-    The raw ids users have, oldest first; "" is padding anywhere. Unknown items map to their
-    domain's OOV id; an unknown domain name is INVALID_ARGUMENT naming the known ones.
-score_items(history_items, history_domains, target_domain, candidate_items string [B, C]) -> {"scores": [B, C]}
-    Scores given candidates (the evaluator compares models through this, so models trained on
-    different vocabularies are compared on the same raw items).
-recommend_ids(history_items int32 [B, L], target_domain int32 [B], k) -> {"item_ids": int32, "scores"}
-    The same with model ids (vocabulary.json); 0 = padding.
-k' = min(k, the smallest target domain's item count in the batch). With `exclude_history` (the
-default) items already in a user's history are not recommended: they score -inf and sort last.
+serving_default(history_items string [B, L], history_domains string [B, L], history_length int32 [B],
+                target_domain string [B], k int32 [B]) -> {"item_ids": string [B, K], "scores": float32 [B, K]}
+    The raw ids users have, oldest first: row b's history is its first history_length[b] entries ("" among
+    them is padding too); whatever lies beyond is ignored. Unknown items map to their domain's OOV id; an
+    unknown domain name is INVALID_ARGUMENT naming the known ones.
+score_items(history_items, history_domains, history_length, target_domain, candidate_items string [B, C])
+    -> {"scores": [B, C]}. Scores given candidates (the evaluator compares models through this, so models
+    trained on different vocabularies are compared on the same raw items).
+recommend_ids(history_items int32 [B, L], history_length int32 [B], target_domain int32 [B], k int32 [B])
+    -> {"item_ids": int32 [B, K], "scores"}. The same with model ids (vocabulary.json); 0 = padding.
+Row b gets k'_b = min(k[b], its target domain's item count) answers; K is the largest k'_b of the batch and a
+row's places past its own k'_b hold "" (id 0) with score -inf. With `exclude_history` (the default) items
+already in a user's history are not recommended: they score -inf and sort last.
+
+Why every input and output has the batch as dimension 0, and why `history_length`: TF Serving's
+`--enable_batching` merges concurrent requests along dimension 0, refuses rank-0 inputs (a failed warm-up
+fails the load), and with `pad_variable_length_inputs` pads every other dimension at its end with the
+tensor's first element. Padded history places lie past history_length and are ignored; padded candidate
+columns are scored and dropped by the client (it keeps its first C); k is per row, so no request changes
+another's answer. Merged or alone, a request gets the same answer (serving/prediction_server.py applies
+these rules when batching, and tests check it).
 When every row of a batch asks for the same domain (single requests always do), only that domain's
 contiguous id range of the item table is scored, not the whole vocabulary (exact, stock TF ops). The
 SavedModel holds a second, scoring-only copy of the item table (see ServingModule), and SyNCRec's experts
@@ -119,7 +129,22 @@ class ServingModule(tf.Module):
             ),
         )
 
-    def _history_ids(self, history_items, history_domains):
+    def _within_length(self, history, history_length):
+        """True where a history place is inside its row's history_length (checked to [0, L])."""
+        width = tf.shape(history, out_type=history_length.dtype)[1]
+        message = "history_length must be in [0, width of history_items] for every row"
+        history_length = self._checked(
+            history_length,
+            tf.debugging.assert_greater_equal(history_length, 0, message=message),
+            tf.debugging.assert_less_equal(history_length, width, message=message),
+        )
+        return tf.range(width)[tf.newaxis, :] < history_length[:, tf.newaxis]
+
+    def _rows(self, history, **tensors):
+        """Each named input checked to have one row per history row, in the order given."""
+        return [self._same_rows(name, tensor, history) for name, tensor in tensors.items()]
+
+    def _history_ids(self, history_items, history_domains, history_length):
         history_domains = self._checked(
             history_domains,
             tf.debugging.assert_equal(
@@ -128,7 +153,7 @@ class ServingModule(tf.Module):
                 message="history_items and history_domains must have the same shape",
             ),
         )
-        present = tf.not_equal(history_items, "")
+        present = tf.not_equal(history_items, "") & self._within_length(history_items, history_length)
         domains = tf.where(present, history_domains, tf.fill(tf.shape(history_domains), "?"))
         domain_ids = self.domain_table.lookup(domains)
         domain_ids = self._checked(
@@ -144,19 +169,29 @@ class ServingModule(tf.Module):
 
     # ------------------------------------------------------------------ top-k
     def _exclude(self, scores, history, offset):
-        """Scores of the history's items (column = id - offset) set to -inf."""
+        """Scores of the history's items (column = id - offset) set to the lowest finite float: below every real
+        score, above the -inf of other domains' items, so that the history ranks the same whether a batch scores
+        one domain's slice or the whole table (_top_k reports them as -inf)."""
         if not self.exclude_history:
             return scores
         columns = history - offset
         inside = (history > 0) & (columns >= 0) & (columns < tf.shape(scores)[1])
         rows = tf.broadcast_to(tf.range(tf.shape(history)[0])[:, tf.newaxis], tf.shape(history))
         index = tf.stack([tf.boolean_mask(rows, inside), tf.boolean_mask(columns, inside)], axis=1)
-        return tf.tensor_scatter_nd_update(scores, index, tf.fill([tf.shape(index)[0]], -float("inf")))
+        return tf.tensor_scatter_nd_update(scores, index, tf.fill([tf.shape(index)[0]], scores.dtype.min))
 
     def _top_k(self, history, target_domain, k):
+        """(indices, scores) [B, K]: row b's k'_b best, then id 0 with -inf up to K = max k'_b."""
         k = self._checked(k, tf.debugging.assert_positive(k, message="k must be >= 1"))
         representation = self._user_representation(history, target_domain)
-        k = tf.minimum(k, tf.reduce_min(tf.gather(self.domain_size, target_domain)))
+        k_row = tf.minimum(k, tf.gather(self.domain_size, target_domain))
+        kept = tf.range(tf.reduce_max(tf.concat([k_row, [0]], 0)))[tf.newaxis, :] < k_row[:, tf.newaxis]
+        indices, scores = self._top_k_rows(representation, history, target_domain, tf.shape(kept)[1])
+        unused = tf.fill(tf.shape(scores), -float("inf"))
+        return tf.where(kept, indices, tf.zeros_like(indices)), tf.where(kept & (scores > scores.dtype.min), scores, unused)
+
+    def _top_k_rows(self, representation, history, target_domain, k):
+        """The k best ids of each row's target domain with their scores."""
 
         def one_domain():  # the domain's contiguous rows of M only: |V^d| x r instead of |V| x r
             start = self.first_item[target_domain[0]]
@@ -180,47 +215,56 @@ class ServingModule(tf.Module):
         input_signature=[
             tf.TensorSpec([None, None], tf.string, name="history_items"),
             tf.TensorSpec([None, None], tf.string, name="history_domains"),
+            tf.TensorSpec([None], tf.int32, name="history_length"),
             tf.TensorSpec([None], tf.string, name="target_domain"),
-            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None], tf.int32, name="k"),
         ]
     )
-    def recommend(self, history_items, history_domains, target_domain, k):
+    def recommend(self, history_items, history_domains, history_length, target_domain, k):
         """serving_default: top-k raw item ids of the target domain for raw-id histories."""
-        target_domain = self._same_rows("target_domain", target_domain, history_items)
-        indices, scores = self._top_k(
-            self._history_ids(history_items, history_domains), self._domain_ids(target_domain), k
+        history_length, target_domain, k = self._rows(
+            history_items, history_length=history_length, target_domain=target_domain, k=k
         )
-        return {"item_ids": tf.gather(self.item_names, indices), "scores": scores}
+        indices, scores = self._top_k(
+            self._history_ids(history_items, history_domains, history_length), self._domain_ids(target_domain), k
+        )
+        names = tf.where(indices > 0, tf.gather(self.item_names, indices), tf.fill(tf.shape(indices), ""))
+        return {"item_ids": names, "scores": scores}
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, None], tf.string, name="history_items"),
             tf.TensorSpec([None, None], tf.string, name="history_domains"),
+            tf.TensorSpec([None], tf.int32, name="history_length"),
             tf.TensorSpec([None], tf.string, name="target_domain"),
             tf.TensorSpec([None, None], tf.string, name="candidate_items"),
         ]
     )
-    def score_items(self, history_items, history_domains, target_domain, candidate_items):
+    def score_items(self, history_items, history_domains, history_length, target_domain, candidate_items):
         """Scores of the given raw candidate ids for raw-id histories."""
-        target_domain = self._same_rows("target_domain", target_domain, history_items)
-        candidate_items = self._same_rows("candidate_items", candidate_items, history_items)
+        history_length, target_domain, candidate_items = self._rows(
+            history_items, history_length=history_length, target_domain=target_domain, candidate_items=candidate_items
+        )
         domain_ids = self._domain_ids(target_domain)
         domains = tf.broadcast_to(target_domain[:, tf.newaxis], tf.shape(candidate_items))
         candidates = self.item_table.lookup(tf.strings.join([domains, candidate_items], separator=KEY_SEPARATOR))
         candidates = tf.where(candidates < 0, tf.gather(self.domain_oov, domain_ids)[:, tf.newaxis], candidates)
-        history = self._history_ids(history_items, history_domains)
+        history = self._history_ids(history_items, history_domains, history_length)
         return {"scores": self.model.score(self._user_representation(history, domain_ids), candidates)}
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([None, None], tf.int32, name="history_items"),
+            tf.TensorSpec([None], tf.int32, name="history_length"),
             tf.TensorSpec([None], tf.int32, name="target_domain"),
-            tf.TensorSpec([], tf.int32, name="k"),
+            tf.TensorSpec([None], tf.int32, name="k"),
         ]
     )
-    def recommend_ids(self, history_items, target_domain, k):
+    def recommend_ids(self, history_items, history_length, target_domain, k):
         """Top-k with vocabulary ids in and out."""
-        target_domain = self._same_rows("target_domain", target_domain, history_items)
+        history_length, target_domain, k = self._rows(
+            history_items, history_length=history_length, target_domain=target_domain, k=k
+        )
         items, domains = (
             f"history_items must be item ids in [0, {self.num_items})",
             f"target_domain must be a domain id in [1, {self.num_domains}]",
@@ -235,12 +279,16 @@ class ServingModule(tf.Module):
             tf.debugging.assert_greater_equal(target_domain, 1, message=domains),
             tf.debugging.assert_less_equal(target_domain, self.num_domains, message=domains),
         )
+        history_items = tf.where(
+            self._within_length(history_items, history_length), history_items, tf.zeros_like(history_items)
+        )
         indices, scores = self._top_k(history_items, target_domain, k)
         return {"item_ids": tf.cast(indices, tf.int32), "scores": scores}
 
 
 def warmup_requests(vocabulary, model_name: str = "syncrec") -> list:
-    """A few real PredictionLog records for every signature (TF Serving replays them on load)."""
+    """A few real PredictionLog records for every signature (TF Serving replays them on load, through its
+    batching session when batching is on: every input has the batch as dimension 0)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     logs = []
@@ -251,19 +299,22 @@ def warmup_requests(vocabulary, model_name: str = "syncrec") -> list:
             "serving_default": {
                 "history_items": [[h[0] for h in history]],
                 "history_domains": [[h[1] for h in history]],
+                "history_length": [len(history)],
                 "target_domain": [d.name],
-                "k": 10,
+                "k": [10],
             },
             "score_items": {
                 "history_items": [[h[0] for h in history]],
                 "history_domains": [[h[1] for h in history]],
+                "history_length": [len(history)],
                 "target_domain": [d.name],
                 "candidate_items": [list(d.items[:3]) or [""]],
             },
             "recommend_ids": {
                 "history_items": [[d.start + 1 if d.items else 0]],
+                "history_length": [1],
                 "target_domain": [d.domain_id],
-                "k": 10,
+                "k": [10],
             },
         }
         for signature, values in inputs.items():
@@ -271,7 +322,7 @@ def warmup_requests(vocabulary, model_name: str = "syncrec") -> list:
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
             )
             for key, value in values.items():
-                dtype = tf.int32 if signature == "recommend_ids" or key == "k" else tf.string
+                dtype = tf.int32 if signature == "recommend_ids" or key in ("k", "history_length") else tf.string
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
             logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
     return logs

@@ -63,6 +63,7 @@ class SavedModelScorer(Scorer):
         result = self.signature(
             history_items=tf.constant(self.item_names[items].astype(str)),
             history_domains=tf.constant(self.domain_names[domains].astype(str)),
+            history_length=tf.fill([len(items)], items.shape[1]),
             target_domain=tf.constant(self.domain_names[batch["label_domain"].numpy()].astype(str)),
             candidate_items=tf.constant(self.item_names[candidates].astype(str)),
         )

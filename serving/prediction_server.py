@@ -1,27 +1,25 @@
-"""A PredictionService (tensorflow_serving.apis) server over <serving_root>/<model>/<version>/.
+"""TF Serving's PredictionService and ModelService (gRPC) and its REST API over <serving_root>.
 
-For local development and tests only: production uses `tensorflow_model_server` (TF Serving) on
-the same folder and protocol, e.g.
+For local development and tests: production uses `tensorflow_model_server` (TF Serving) on the same
+folder and protocol, e.g.
 
-    docker run -p 8500:8500 -v $ROOT/serving:/models tensorflow/serving \\
+    docker run -p 8500:8500 -p 8501:8501 -v $ROOT/serving:/models tensorflow/serving:2.21.0 \\
         --model_config_file=/models/models.config --enable_batching \\
         --batching_parameters_file=/models/batching_parameters.txt
 
-Here: `python -m serving.prediction_server --serving-root runs/local/serving --port 8500`.
-Like TF Serving it serves the latest version of each model found under the serving root, loads and
-warms every version (replaying assets.extra/tf_serving_warmup_requests) before it takes traffic,
-and polls the folder for newly pushed versions. Model names in requests are looked up among the
-models found, never joined into paths. Every request's declared shapes are checked against LIMITS
-before any tensor is built; bad requests get INVALID_ARGUMENT naming the problem, unknown models
-NOT_FOUND, never a crash.
+Here: `python -m serving.prediction_server --serving-root runs/local/serving --port 8500 [--rest-port 8501]`.
+It follows TF Serving's rules rather than being more lenient (serving/repository.py, serving/batching.py):
+models.config's version policy and labels; with batching_parameters.txt in the root (TF Serving with
+--enable_batching), concurrent requests merged as BatchingSession merges them, warm-up included; a version
+whose warm-up fails is not served (at start-up the server does not start, as TF Serving exits). Requests
+are checked before any tensor is built (serving/inputs.py): bad ones get INVALID_ARGUMENT naming the
+problem, unknown models, versions and signatures NOT_FOUND, never a crash.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
 import sys
 import threading
 from concurrent import futures
@@ -30,208 +28,146 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: i
 
 import grpc  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow_serving.apis import (
+from google.protobuf.message import DecodeError  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
     get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
     predict_pb2,
-    prediction_log_pb2,  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
+from serving.errors import BadRequest, ServingError  # noqa: E402
+from serving.inputs import LIMITS  # noqa: E402,F401 (re-exported: the limits a request may ask for)
+from serving.repository import LoadFailed, ModelRepository  # noqa: E402
+from serving.rest_api import start_rest  # noqa: E402
+
 DEFAULT_PORT = 8500
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-# The most a request may ask for: rows in a batch, values in a row (history length, candidates).
-LIMITS = {"batch": 512, "row": 2048}
-VALUE_FIELDS = {
-    types_pb2.DT_STRING: "string_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_FLOAT: "float_val",
-}
+GRPC_THREADS = 64  # requests served at once: batching can only merge requests that arrive together
 
 
-class BadRequest(Exception):
-    """The request cannot be served; str() names the problem and the fix."""
+class Undecodable:
+    """Stands for a request whose bytes are not the protobuf the method takes."""
+
+    def __init__(self, kind: str, error: Exception):
+        self.message = f"the request is not a valid {kind}: {error}"
 
 
-def readable_error(err: Exception) -> str:
-    """The user-facing part of a TensorFlow error: an assertion's own message when there is one."""
-    message = getattr(err, "message", str(err))
-    match = re.search(r"assertion failed: \[(.*?)\s*\] \[", message) or re.search(
-        r"assertion failed: \[(.*?)\s*\]", message
-    )
-    if match:
-        return match.group(1).rstrip(". ")
-    lines = [line for line in message.strip().splitlines() if line.strip() and "Graph execution error" not in line]
-    return lines[0].strip() if lines else "the model could not run this request"
+def _tolerant(message_class):
+    """A deserializer that hands the method an Undecodable instead of failing with INTERNAL."""
 
-
-def check_declared_shape(key: str, proto, spec) -> None:
-    """Refuse a TensorProto whose declared shape is of the wrong rank, too large, or inconsistent with
-    the values it carries, before anything is materialised (a 160-byte request may declare 5M strings)."""
-    if proto.tensor_shape.unknown_rank:
-        raise BadRequest(f"input {key!r} must declare its shape")
-    dims = [d.size for d in proto.tensor_shape.dim]
-    if spec.shape.rank is not None and len(dims) != spec.shape.rank:
-        raise BadRequest(f"input {key!r} must have rank {spec.shape.rank} (shape {spec.shape}), got shape {dims}")
-    if any(d < 0 for d in dims):
-        raise BadRequest(f"input {key!r} has a negative dimension {dims}")
-    if dims and dims[0] > LIMITS["batch"]:
-        raise BadRequest(f"input {key!r} has {dims[0]} rows; at most {LIMITS['batch']} a request (split the batch)")
-    if len(dims) > 1 and dims[1] > LIMITS["row"]:
-        raise BadRequest(f"input {key!r} has {dims[1]} values a row; at most {LIMITS['row']}")
-    if proto.dtype != spec.dtype.as_datatype_enum:
-        raise BadRequest(f"input {key!r} must be {spec.dtype.name} of shape {spec.shape}")
-    count = math.prod(dims)
-    given = (
-        len(proto.tensor_content) // max(tf.dtypes.as_dtype(proto.dtype).size, 1)
-        if proto.tensor_content
-        else len(getattr(proto, VALUE_FIELDS.get(proto.dtype, "string_val")))
-    )
-    if given > count or (given == 0 and count > 0):
-        raise BadRequest(f"input {key!r} declares {count} values but carries {given}")
-
-
-class ServedModel:
-    """One loaded version with its signatures."""
-
-    def __init__(self, name: str, version: int, path: str):
-        self.name, self.version, self.path = name, version, path
-        self.loaded = tf.saved_model.load(path)
-        self.signatures = self.loaded.signatures
-
-    def warm_up(self) -> int:
-        """Replay the version's warmup requests (as TF Serving does); returns how many ran."""
-        path = os.path.join(self.path, WARMUP_FILE)
-        count = 0
-        if os.path.exists(path):
-            for record in tf.data.TFRecordDataset(path):
-                request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
-                run_signature(self, request)
-                count += 1
-        return count
-
-
-def run_signature(model: ServedModel, request) -> dict:
-    """Check a PredictRequest against the signature, then run it; BadRequest for anything wrong."""
-    name = request.model_spec.signature_name or "serving_default"
-    if name not in model.signatures:
-        raise BadRequest(f"no signature {name!r}; available: {sorted(model.signatures)}")
-    signature = model.signatures[name]
-    expected = signature.structured_input_signature[1]
-    missing, extra = sorted(set(expected) - set(request.inputs)), sorted(set(request.inputs) - set(expected))
-    if missing or extra:
-        raise BadRequest(f"signature {name!r} takes inputs {sorted(expected)}; missing {missing}, unexpected {extra}")
-    inputs = {}
-    for key, spec in expected.items():
-        check_declared_shape(key, request.inputs[key], spec)
+    def parse(data: bytes):
         try:
-            inputs[key] = tf.constant(tf.make_ndarray(request.inputs[key]), dtype=spec.dtype)
-        except Exception as err:  # noqa: BLE001 (any malformed TensorProto)
-            raise BadRequest(f"input {key!r} is not a valid {spec.dtype.name} tensor: {err}") from err
-    try:
-        return signature(**inputs)
-    except (tf.errors.InvalidArgumentError, ValueError) as err:
-        raise BadRequest(readable_error(err)) from err
+            return message_class.FromString(data)
+        except (DecodeError, RuntimeWarning, ValueError) as err:
+            return Undecodable(message_class.DESCRIPTOR.name, err)
+
+    return parse
 
 
-class ModelRepository:
-    """The latest version of every model under the serving root, loaded and warmed; refreshed by `poll`."""
+def _model_of(repository: ModelRepository, spec):
+    choice = spec.WhichOneof("version_choice")
+    return repository.get(
+        spec.name,
+        spec.version.value if choice == "version" else None,
+        spec.version_label if choice == "version_label" else None,
+    )
 
-    def __init__(self, serving_root: str):
-        self.serving_root = serving_root
-        self._served: dict[str, ServedModel] = {}
-        self._lock = threading.Lock()
-        self.poll()
 
-    def found_versions(self) -> dict[str, int]:
-        """name -> latest version, for every model folder with a safe name and a numeric version."""
-        found = {}
-        for name in sorted(os.listdir(self.serving_root)) if os.path.isdir(self.serving_root) else []:
-            folder = os.path.join(self.serving_root, name)
-            if MODEL_NAME.fullmatch(name) and os.path.isdir(folder):
-                numbers = [
-                    int(v)
-                    for v in os.listdir(folder)
-                    if v.isdigit() and os.path.isfile(os.path.join(folder, v, "saved_model.pb"))
-                ]
-                if numbers:
-                    found[name] = max(numbers)
-        return found
-
-    def poll(self) -> list[str]:
-        """Load and warm any newer version, then swap it in (in-flight requests finish on the old one)."""
-        changed = []
-        for name, version in self.found_versions().items():
-            current = self._served.get(name)
-            if current is None or current.version != version:
-                model = ServedModel(name, version, os.path.join(self.serving_root, name, str(version)))
-                model.warm_up()
-                with self._lock:
-                    self._served[name] = model
-                changed.append(f"{name}/{version}")
-        return changed
-
-    def get(self, name: str, version: int | None = None) -> ServedModel:
-        """The served version of a model; KeyError naming what is served."""
-        with self._lock:
-            model = self._served.get(name)
-            served = sorted(self._served)
-        if model is None:
-            raise KeyError(f"model {name!r} is not served; served models: {served}")
-        if version and version != model.version:
-            raise KeyError(f"model {name!r} version {version} is not served (serving version {model.version})")
-        return model
+def _abort(context, err: Exception):
+    code = err.code if isinstance(err, ServingError) else grpc.StatusCode.INTERNAL
+    context.abort(code, str(err))
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """TF Serving's Predict and GetModelMetadata over the repository's models."""
+    """Predict and GetModelMetadata over the repository's models."""
 
     def __init__(self, repository: ModelRepository):
         self.repository = repository
 
-    def _model(self, spec, context) -> ServedModel:
-        try:
-            return self.repository.get(spec.name, spec.version.value if spec.HasField("version") else None)
-        except KeyError as err:
-            context.abort(grpc.StatusCode.NOT_FOUND, err.args[0])
-
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        model = self._model(request.model_spec, context)
         try:
-            outputs = run_signature(model, request)
-        except BadRequest as err:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            if isinstance(request, Undecodable):
+                raise BadRequest(request.message)
+            model = _model_of(self.repository, request.model_spec)
+            outputs = model.run_request(request)
+        except ServingError as err:
+            _abort(context, err)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = model.name
         response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
         response.model_spec.version.value = model.version
         for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
         return response
 
     def GetModelMetadata(self, request, context):  # noqa: N802
-        model = self._model(request.model_spec, context)
+        try:
+            if isinstance(request, Undecodable):
+                raise BadRequest(request.message)
+            if not request.metadata_field:
+                raise BadRequest("GetModelMetadataRequest must specify at least one metadata_field")
+            unknown = sorted(set(request.metadata_field) - {"signature_def"})
+            if unknown:
+                raise BadRequest(f"Metadata field(s) {unknown} not supported; ask for signature_def")
+            model = _model_of(self.repository, request.model_spec)
+        except ServingError as err:
+            _abort(context, err)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = model.name
         response.model_spec.version.value = model.version
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for name, fn in model.signatures.items():
-            signature_map.signature_def[name].method_name = "tensorflow/serving/predict"
-            for key, spec in fn.structured_input_signature[1].items():
-                signature_map.signature_def[name].inputs[key].dtype = spec.dtype.as_datatype_enum
-            for key, spec in fn.structured_outputs.items():
-                signature_map.signature_def[name].outputs[key].dtype = spec.dtype.as_datatype_enum
+        for name, signature_def in model.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature_def)
         response.metadata["signature_def"].Pack(signature_map)
         return response
 
 
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus: the state of each version (AVAILABLE, or END with its load error)."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        try:
+            if isinstance(request, Undecodable):
+                raise BadRequest(request.message)
+            spec = request.model_spec
+            rows = self.repository.statuses(spec.name, spec.version.value if spec.HasField("version") else None)
+        except ServingError as err:
+            _abort(context, err)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version, state, error in rows:
+            status = response.model_version_status.add(version=version)
+            status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+            if error:
+                status.status.error_code = 2  # tensorflow.error.UNKNOWN
+                status.status.error_message = error
+        return response
+
+
+def _handlers(service_name: str, servicer, methods: dict) -> grpc.GenericRpcHandler:
+    """The service's unary methods with tolerant request deserializers."""
+    return grpc.method_handlers_generic_handler(
+        service_name,
+        {
+            name: grpc.unary_unary_rpc_method_handler(
+                getattr(servicer, name),
+                request_deserializer=_tolerant(request_class),
+                response_serializer=lambda message: message.SerializeToString(),
+            )
+            for name, request_class in methods.items()
+        },
+    )
+
+
 class Poller(threading.Thread):
-    """Picks up newly pushed versions every `seconds` (TF Serving's --file_system_poll_wait_seconds)."""
+    """Picks up newly pushed versions and config changes every `seconds` (TF Serving's
+    --file_system_poll_wait_seconds and --model_config_file_poll_wait_seconds)."""
 
     def __init__(self, repository: ModelRepository, seconds: float):
-        super().__init__(daemon=True)
+        super().__init__(daemon=True, name="version-poller")
         self.repository, self.seconds, self.stopping = repository, seconds, threading.Event()
 
     def run(self):
@@ -244,16 +180,43 @@ class Poller(threading.Thread):
 
 
 def start_server(
-    serving_root: str, port: int = DEFAULT_PORT, host: str = "127.0.0.1", workers: int = 4, poll_seconds: float = 5.0
+    serving_root: str,
+    port: int = DEFAULT_PORT,
+    host: str = "127.0.0.1",
+    workers: int = GRPC_THREADS,
+    poll_seconds: float = 5.0,
+    rest_port: int | None = None,
+    batching: bool = True,
 ) -> tuple[grpc.Server, int]:
     """Load and warm the served models, then start serving (background threads); returns (server, bound port).
-    Port 0 picks a free one. The server takes no request before every model is warm."""
-    repository = ModelRepository(serving_root)
+    Port 0 picks a free one; `server.repository` is the repository and `server.rest` the REST server (its
+    port is `server.rest.server_address[1]`). LoadFailed when a version fails to load, as TF Serving exits."""
+    repository = ModelRepository(serving_root, batching=batching)
+    repository.poll(strict=True)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(repository), server)
+    prediction = PredictionService(repository)
+    server.add_generic_rpc_handlers(
+        (
+            _handlers(
+                "tensorflow.serving.PredictionService",
+                prediction,
+                {
+                    "Predict": predict_pb2.PredictRequest,
+                    "GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
+                },
+            ),
+            _handlers(
+                "tensorflow.serving.ModelService",
+                ModelService(repository),
+                {"GetModelStatus": get_model_status_pb2.GetModelStatusRequest},
+            ),
+        )
+    )
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
+    server.repository = repository
+    server.rest = start_rest(repository, host, rest_port) if rest_port is not None else None
     server.start()
     if poll_seconds > 0:
         poller = Poller(repository, poll_seconds)
@@ -265,19 +228,32 @@ def start_server(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.prediction_server", description=__doc__.splitlines()[0])
     parser.add_argument("--serving-root", required=True, help="the pipeline's serving folder (ROOT/serving)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="gRPC port (TF Serving's --port)")
+    parser.add_argument("--rest-port", type=int, default=None, help="REST API port (TF Serving's --rest_api_port)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--poll-seconds", type=float, default=5.0, help="how often to look for new versions (0: never)")
+    parser.add_argument(
+        "--no-batching", action="store_true", help="ignore batching_parameters.txt (TF Serving without --enable_batching)"
+    )
     args = parser.parse_args(argv)
     if not os.path.isdir(args.serving_root):
         print(f"error: {args.serving_root} is not a folder; run `python -m pipeline run-local` first", file=sys.stderr)
         return 2
     try:
-        server, port = start_server(args.serving_root, args.port, args.host, poll_seconds=args.poll_seconds)
-    except OSError as err:
+        server, port = start_server(
+            args.serving_root,
+            args.port,
+            args.host,
+            poll_seconds=args.poll_seconds,
+            rest_port=args.rest_port,
+            batching=not args.no_batching,
+        )
+    except (OSError, LoadFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"PredictionService on {args.host}:{port} serving {args.serving_root} (Ctrl-C stops)", flush=True)
+        return 2 if isinstance(err, OSError) else 1
+    rest = f", REST on {args.host}:{server.rest.server_address[1]}" if server.rest else ""
+    batching = "batching on" if server.repository.batching else "batching off"
+    print(f"PredictionService on {args.host}:{port}{rest} serving {args.serving_root} ({batching}; Ctrl-C stops)", flush=True)
     try:
         server.wait_for_termination()
     except KeyboardInterrupt:

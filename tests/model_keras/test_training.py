@@ -153,16 +153,26 @@ def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
     history = tf.constant(
         [[0, books.start + 1, toys.start + 2], [books.start + 3, books.start + 4, books.start + 5]], tf.int32
     )
+    lengths = tf.constant([3, 3])
     result = serve(
-        history_items=history, target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32), k=tf.constant(7)
+        history_items=history,
+        history_length=lengths,
+        target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32),
+        k=tf.constant([7, 7]),
     )
     ids, scores = result["item_ids"].numpy(), result["scores"].numpy()
     assert ids.shape == (2, 7) and scores.dtype == np.float32
     assert all(toys.start < i < toys.end for i in ids[0]) and all(books.start < i < books.end for i in ids[1])
     assert (np.diff(scores, axis=1) <= 0).all()
-    assert serve(history_items=history, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant(3))[
-        "item_ids"
-    ].shape == (2, 3)
+    assert serve(
+        history_items=history, history_length=lengths, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant([3, 3])
+    )["item_ids"].shape == (2, 3)
+    per_row = serve(
+        history_items=history, history_length=lengths, target_domain=tf.constant([1, 1], tf.int32), k=tf.constant([2, 5])
+    )
+    assert per_row["item_ids"].shape == (2, 5)  # K is the largest k; row 0's places past its k are id 0 at -inf
+    assert per_row["item_ids"].numpy()[0, 2:].tolist() == [0, 0, 0] and np.isneginf(per_row["scores"].numpy()[0, 2:]).all()
+    np.testing.assert_array_equal(per_row["item_ids"].numpy()[1], result["item_ids"].numpy()[1][:5])
     config = json.loads((out / "saved_model" / "assets.extra" / "model_config.json").read_text())
     assert config["embed_dim"] == 32
 
@@ -175,7 +185,9 @@ def test_exported_top_k_is_the_exact_top_k_of_the_trained_model(trained, sample_
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
     books = vocab.domain("Books")
     history = tf.constant([[books.start + 1, books.start + 2, books.start + 3, books.start + 4]], tf.int32)
-    got = serve(history_items=history, target_domain=tf.constant([books.domain_id]), k=tf.constant(10))
+    got = serve(
+        history_items=history, history_length=tf.constant([4]), target_domain=tf.constant([books.domain_id]), k=tf.constant([10])
+    )
     padded = left_pad_history(history, model.config.max_len)  # every item is a Books item: X = X^Books
     user = model.served_representation(padded, padded, tf.constant([books.domain_id]))  # the tower Books was given
     scores = model.score_domain(user, tf.constant([books.domain_id])).numpy()[0]
@@ -196,13 +208,15 @@ def test_string_signatures_agree_with_the_id_signature(trained, vocab):
     by_name = loaded.signatures["serving_default"](
         history_items=tf.constant(raw),
         history_domains=tf.constant(raw_domains),
+        history_length=tf.constant([3, 3]),
         target_domain=tf.constant(["Toys_and_Games", "Books"]),
-        k=tf.constant(5),
+        k=tf.constant([5, 5]),
     )
     by_id = loaded.signatures["recommend_ids"](
         history_items=tf.constant(ids, tf.int32),
+        history_length=tf.constant([3, 3]),
         target_domain=tf.constant([toys.domain_id, books.domain_id], tf.int32),
-        k=tf.constant(5),
+        k=tf.constant([5, 5]),
     )
     names = [[vocab.item_name(int(i)) for i in row] for row in by_id["item_ids"].numpy()]
     assert [[x.decode() for x in row] for row in by_name["item_ids"].numpy()] == names
@@ -211,6 +225,7 @@ def test_string_signatures_agree_with_the_id_signature(trained, vocab):
     scored = loaded.signatures["score_items"](
         history_items=tf.constant(raw),
         history_domains=tf.constant(raw_domains),
+        history_length=tf.constant([3, 3]),
         target_domain=tf.constant(["Toys_and_Games", "Books"]),
         candidate_items=tf.constant([n[:2] for n in names]),
     )
@@ -218,6 +233,7 @@ def test_string_signatures_agree_with_the_id_signature(trained, vocab):
     unknown = loaded.signatures["score_items"](
         history_items=tf.constant([["never-seen"]]),
         history_domains=tf.constant([["Books"]]),
+        history_length=tf.constant([1]),
         target_domain=tf.constant(["Books"]),
         candidate_items=tf.constant([["also-unknown", "[OOV:Books]"]]),
     )
@@ -226,8 +242,9 @@ def test_string_signatures_agree_with_the_id_signature(trained, vocab):
         loaded.signatures["serving_default"](
             history_items=tf.constant([["x"]]),
             history_domains=tf.constant([["Books"]]),
+            history_length=tf.constant([1]),
             target_domain=tf.constant(["Cars"]),
-            k=tf.constant(3),
+            k=tf.constant([3]),
         )
 
 

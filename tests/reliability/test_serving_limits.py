@@ -10,38 +10,13 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from model_keras.config import ModelConfig
-from model_keras.model import SyNCRec
-from model_keras.signatures import export_saved_model
-from model_keras.warm_start import dummy_batch
 from pipeline.pusher import push
-from schemas.vocabulary import Vocabulary
 from serving.client import RecommendClient, build_request
 from serving.prediction_server import LIMITS, start_server
+from tests.serving.small_model import export, small_vocabulary
 
 pytestmark = pytest.mark.slow
 DEADLINE = 120  # seconds: generous, the suite may run beside other work
-
-
-def small_vocabulary():
-    return Vocabulary.from_counts({(d, f"{d}-{i}"): 1 for d, n in (("A", 30), ("B", 40), ("C", 50)) for i in range(n)})
-
-
-def export(tmp_path, name):
-    vocab = small_vocabulary()
-    config = ModelConfig(
-        num_items=vocab.num_items,
-        num_domains=3,
-        max_len=10,
-        embed_dim=8,
-        num_blocks=1,
-        num_experts=2,
-        num_cross_experts=1,
-    )
-    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(
-        dummy_batch(config)
-    )
-    return export_saved_model(model, 10, vocab, str(tmp_path / name))
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +67,28 @@ def test_a_tiny_request_declaring_a_huge_shape_is_refused_before_it_is_built(ser
     expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, f"100000 rows; at most {LIMITS['batch']}")
     request = build_request("syncrec", [("A-1", "A")], "B", 3)
     request.inputs["k"].CopyFrom(declared([100_000_000], [5], types_pb2.DT_INT32))
-    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "input 'k' must have rank 0")
+    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "100000000 rows")
     request = build_request("syncrec", [("A-1", "A")], "B", 3)
     request.inputs["history_items"].CopyFrom(declared([1, 2], [b"a", b"b", b"c"]))
-    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "declares 2 values but carries 3")
+    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "[1, 2] (2 values) but carries 3")
+
+
+def test_a_4kb_request_that_would_expand_to_gigabytes_is_refused_and_the_server_keeps_answering(served):
+    """TensorFlow fills a short value list by repeating the last value: [512, 2048] strings with one 4,000-byte
+    value would be ~4 GiB. Fewer values than the shape declares are refused, as are more."""
+    _, _, address, stub = served
+    request = build_request("syncrec", [("A-1", "A")], "B", 3)
+    request.inputs["history_items"].CopyFrom(declared([512, 2048], [b"x" * 4000]))
+    request.inputs["history_domains"].CopyFrom(declared([512, 2048], [b"A"]))
+    request.inputs["history_length"].CopyFrom(declared([512], [1] * 512, types_pb2.DT_INT32))
+    request.inputs["target_domain"].CopyFrom(declared([512], [b"B"] * 512))
+    request.inputs["k"].CopyFrom(declared([512], [3] * 512, types_pb2.DT_INT32))
+    assert request.ByteSize() < 8000
+    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "declares shape [512, 2048] (1048576 values) but carries 1")
+    short = build_request("syncrec", [("A-1", "A")], "B", 3)
+    short.inputs["history_items"].CopyFrom(declared([1, 5], [b"A-1", b"A-2"]))  # not a 5-item history
+    expect(stub, short, grpc.StatusCode.INVALID_ARGUMENT, "(5 values) but carries 2")
+    assert len(RecommendClient(address, timeout=DEADLINE).recommend([("A-1", "A")], "B", 3)) == 3
 
 
 @pytest.mark.parametrize("name", ["./syncrec", "../serving/syncrec", "syncrec/../syncrec", "/etc", "syncrec/1", ""])
@@ -122,8 +115,9 @@ def test_ids_and_domains_out_of_range_are_named(served):
         request = predict_pb2.PredictRequest()
         request.model_spec.name, request.model_spec.signature_name = "syncrec", "recommend_ids"
         request.inputs["history_items"].CopyFrom(tf.make_tensor_proto(np.array(history, np.int32)))
+        request.inputs["history_length"].CopyFrom(tf.make_tensor_proto(np.array([len(h) for h in history], np.int32)))
         request.inputs["target_domain"].CopyFrom(tf.make_tensor_proto(np.array(domains, np.int32)))
-        request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(3)))
+        request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.full(len(domains), 3, np.int32)))
         return request
 
     expect(
@@ -139,10 +133,11 @@ def test_ids_and_domains_out_of_range_are_named(served):
             grpc.StatusCode.INVALID_ARGUMENT,
             "target_domain must be a domain id in [1, 3]",
         )
-    expect(stub, ids_request([[3]], [1, 2]), grpc.StatusCode.INVALID_ARGUMENT, "one row per history row")
+    # with batching on (the Pusher writes batching_parameters.txt), TF Serving's batching refuses it first
+    expect(stub, ids_request([[3]], [1, 2]), grpc.StatusCode.INVALID_ARGUMENT, "equal 0th-dimension size")
     request = build_request("syncrec", [("A-1", "A")], "B", 3)
     request.inputs["target_domain"].CopyFrom(tf.make_tensor_proto(np.array([b"B", b"C"], dtype=object)))
-    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "one row per history row")
+    expect(stub, request, grpc.StatusCode.INVALID_ARGUMENT, "equal 0th-dimension size")
     assert tf.make_ndarray(predict(stub, ids_request([[3]], [2])).outputs["item_ids"]).shape == (1, 3)  # still serving
 
 

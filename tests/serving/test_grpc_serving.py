@@ -51,8 +51,9 @@ def test_grpc_round_trip_returns_top_k_of_the_domain(server, pushed):
     direct = local.signatures["serving_default"](
         history_items=tf.constant([[h[0] for h in history]]),
         history_domains=tf.constant([[h[1] for h in history]]),
+        history_length=tf.constant([len(history)]),
         target_domain=tf.constant(["Video_Games"]),
-        k=tf.constant(7),
+        k=tf.constant([7]),
     )
     assert [x.decode() for x in direct["item_ids"].numpy()[0]] == [item for item, _ in results]
     np.testing.assert_allclose(direct["scores"].numpy()[0], scores, rtol=1e-6)
@@ -74,10 +75,10 @@ def test_bad_requests_get_invalid_argument_or_not_found(server):
         stub.Predict(request, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "missing ['k']" in err.value.details()
     request = build_request("syncrec", [("x", "Books")], "Books", 3)
-    request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.array([3, 4], dtype=np.int32)))
+    request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(3)))
     with pytest.raises(grpc.RpcError) as err:
         stub.Predict(request, timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "input 'k' must have rank 0" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "input 'k' must have rank 1" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
         RecommendClient(server, model="other").recommend([("x", "Books")], "Books", 3)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -94,11 +95,21 @@ def test_model_metadata_names_the_signatures(server):
     response.metadata["signature_def"].Unpack(signatures)
     assert set(signatures.signature_def) == {"serving_default", "score_items", "recommend_ids"}
     default = signatures.signature_def["serving_default"]
-    assert set(default.inputs) == {"history_items", "history_domains", "target_domain", "k"}
+    assert set(default.inputs) == {"history_items", "history_domains", "history_length", "target_domain", "k"}
     assert (
         default.inputs["history_items"].dtype == tf.string.as_datatype_enum
         and default.inputs["k"].dtype == tf.int32.as_datatype_enum
     )
+    # the full signature_def, as TF Serving gives it: tensor names and shapes with the batch first everywhere
+    shapes = {k: [d.size for d in v.tensor_shape.dim] for k, v in {**default.inputs, **default.outputs}.items()}
+    assert shapes["history_items"] == [-1, -1] and shapes["k"] == [-1] and shapes["item_ids"] == [-1, -1]
+    assert all(v.name.endswith(":0") for v in default.inputs.values())
+    assert signatures.signature_def["serving_default"].method_name == "tensorflow/serving/predict"
+    empty = get_model_metadata_pb2.GetModelMetadataRequest()
+    empty.model_spec.name = "syncrec"
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetModelMetadata(empty, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata_field" in err.value.details()
     assert (
         set(default.outputs) == {"item_ids", "scores"}
         and default.outputs["scores"].dtype == tf.float32.as_datatype_enum
@@ -112,8 +123,9 @@ def test_saved_model_cli_runs_the_default_signature(pushed, tmp_path):
     arrays = {
         "history_items": np.array([[vocab.domain("Books").items[0]]], dtype=object),
         "history_domains": np.array([["Books"]], dtype=object),
+        "history_length": np.array([1], dtype=np.int32),
         "target_domain": np.array(["Books"], dtype=object),
-        "k": np.array(4, dtype=np.int32),
+        "k": np.array([4], dtype=np.int32),
     }
     for name, value in arrays.items():
         np.save(tmp_path / f"{name}.npy", value, allow_pickle=True)
