@@ -75,8 +75,8 @@ def is_local(path: str) -> bool:
     return _filesystems().get_scheme(path) is None
 
 
-def expand_input(pattern: str) -> list[str]:
-    """Files matching a path, directory or glob (any Beam filesystem), sorted; InputError when none match."""
+def _matched(pattern: str) -> list:
+    """Beam FileMetadata of the files (not folders) a path, directory or glob matches; InputError when none."""
     filesystems = _filesystems()
     if is_local(pattern) and os.path.isdir(pattern):
         pattern = os.path.join(pattern, "*")
@@ -86,10 +86,24 @@ def expand_input(pattern: str) -> list[str]:
         matched = filesystems.match([pattern])[0].metadata_list
     except Exception as err:  # BeamIOError, ValueError (unknown scheme), ...
         raise InputError(f"input {pattern!r} cannot be listed: {err}") from err
-    files = sorted(m.path for m in matched if not (is_local(m.path) and os.path.isdir(m.path)))
+    files = [m for m in matched if not (is_local(m.path) and os.path.isdir(m.path))]
     if not files:
         raise InputError(f"input {pattern!r} matches no file: pass an existing file, directory or glob")
     return files
+
+
+def expand_input(pattern: str) -> list[str]:
+    """Files matching a path, directory or glob (any Beam filesystem), sorted; InputError when none match."""
+    return sorted(m.path for m in _matched(pattern))
+
+
+def listing(pattern: str) -> list[tuple[str, int, float]]:
+    """(path, size in bytes, last modified) of every file a pattern matches, sorted (any Beam filesystem:
+    for object stores the modification time changes with each new object generation)."""
+    return sorted(
+        (m.path, int(m.size_in_bytes), float(getattr(m, "last_updated_in_seconds", 0.0) or 0.0))
+        for m in _matched(pattern)
+    )
 
 
 def open_input(path: str):

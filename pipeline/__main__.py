@@ -3,8 +3,10 @@
 python -m pipeline run-local [--input PATH --format FMT] [--root DIR] [--config FILE.yaml] [--set key=value ...]
                                [--verbose]
 python -m pipeline compile [--output pipeline.yaml] [--image IMAGE] [--no-cache]
-python -m pipeline submit --endpoint URL [--experiment NAME] [--no-cache] [--set ...]
-python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--name NAME] [--no-cache] [--set ...]
+python -m pipeline submit --endpoint URL [--image IMAGE] [--namespace NS] [--token-file F] [--experiment NAME]
+                          [--no-cache] [--set ...]
+python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--image IMAGE] [--namespace NS] [--token-file F]
+                            [--name NAME] [--max-concurrency N] [--catchup] [--no-cache] [--set ...]
 python -m pipeline retrain --input NEW_LOGS [--root DIR] [--set ...]
 python -m pipeline settings
 """
@@ -20,7 +22,18 @@ import sys
 import warnings
 
 from pipeline.config import REPO, PipelineConfig, describe_settings, load_config, pipeline_arguments
-from pipeline.kubeflow import PipelineFailed, compile_pipeline, normalise_cron, schedule, submit
+from pipeline.kubeflow import (
+    IMAGE_ENV,
+    NAMESPACE_ENV,
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    Endpoint,
+    PipelineFailed,
+    compile_pipeline,
+    normalise_cron,
+    schedule,
+    submit,
+)
 from pipeline.progress import ENV as PROGRESS_ENV
 from pipeline.progress import Follower, terminal_stream
 
@@ -130,7 +143,7 @@ def _failure_message(paths: dict, log_path: str, err: Exception) -> str:
 def _is_error_line(line: str) -> bool:
     """A Python exception line of a stage (e.g. 'TrainingDiverged: training diverged in epoch 3: ...')."""
     head = line.strip().split(":", 1)[0]
-    return head.endswith(("Error", "Diverged", "Found", "Exception")) and " " not in head and ":" in line
+    return head.endswith(("Error", "Diverged", "Found", "Exception", "Failed")) and " " not in head and ":" in line
 
 
 def retrain(config: PipelineConfig, new_input: str, verbose: bool = False) -> dict:
@@ -193,21 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
         sub = verbs.add_parser(name, help=text)
         common(sub, input_required=name == "retrain")
         sub.add_argument("--verbose", action="store_true", help="show kfp.local's and TensorFlow's output too")
+    def image(sub):
+        sub.add_argument(
+            "--image", default=None, help=f"component image, e.g. REG/syncrec:TAG (default ${IMAGE_ENV} or syncrec:latest)"
+        )
+
     compile_parser = verbs.add_parser("compile", help="write the KFP pipeline spec")
     compile_parser.add_argument("--output", default="pipeline.yaml")
-    compile_parser.add_argument(
-        "--image", default=None, help="component image (default syncrec:latest or $SYNCREC_IMAGE)"
-    )
+    image(compile_parser)
     compile_parser.add_argument("--no-cache", action="store_true", help="turn Kubeflow's task caching off")
     for name in ("submit", "schedule"):
         sub = verbs.add_parser(name, help=f"{name} a run on Kubeflow Pipelines")
         common(sub)
+        image(sub)
         sub.add_argument("--endpoint", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
+        sub.add_argument(
+            "--namespace", default=None, help=f"multi-user Kubeflow: your profile's namespace (default ${NAMESPACE_ENV})"
+        )
+        sub.add_argument(
+            "--token-file",
+            default=None,
+            help=f"a file holding the bearer token (default ${TOKEN_FILE_ENV}; or the token itself in ${TOKEN_ENV})",
+        )
         sub.add_argument("--experiment", default="syncrec")
         sub.add_argument("--no-cache", action="store_true", help="turn Kubeflow's task caching off for this run")
         if name == "schedule":
             sub.add_argument("--cron", required=True, help='e.g. "0 3 * * *" (daily at 03:00)')
             sub.add_argument("--name", default="syncrec-retrain")
+            sub.add_argument("--max-concurrency", type=int, default=1, help="runs of the schedule at once (1-10)")
+            sub.add_argument(
+                "--catchup", action="store_true", help="make up each missed run (default: one run after a pause)"
+            )
     verbs.add_parser("settings", help="list every pipeline setting with its default")
     return parser
 
@@ -228,10 +257,23 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "retrain":
             report = retrain(config, args.input, args.verbose)
         elif args.verb == "submit":
-            print(f"submitted run {submit(config, args.endpoint, args.experiment, not args.no_cache)}")
+            endpoint = Endpoint.from_flags(args.endpoint, args.namespace, args.token_file)
+            run = submit(config, endpoint, args.experiment, not args.no_cache, args.image)
+            print(f"submitted run {run}")
             return 0
         else:
-            job = schedule(config, args.endpoint, args.experiment, args.name, args.cron, not args.no_cache)
+            endpoint = Endpoint.from_flags(args.endpoint, args.namespace, args.token_file)
+            job = schedule(
+                config,
+                endpoint,
+                args.experiment,
+                args.name,
+                args.cron,
+                not args.no_cache,
+                args.image,
+                max_concurrency=args.max_concurrency,
+                catchup=args.catchup,
+            )
             print(f"scheduled recurring run {job} ({normalise_cron(args.cron)})")
             return 0
     except (PipelineFailed, ValueError) as err:

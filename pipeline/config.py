@@ -66,6 +66,9 @@ class PipelineConfig:
     serving_root: str = runtime(
         "", f"TF Serving's model folder ('' = ROOT/serving locally, {KUBEFLOW_SERVING_ROOT} on Kubeflow)"
     )
+    push_as_canary: bool = runtime(
+        False, "label the pushed version 'canary' and keep 'stable' on the served one (TF Serving loads both)"
+    )
     models_pvc: str = runtime(
         "syncrec-models", "Kubeflow: the PersistentVolumeClaim that holds the serving root (see deploy/)"
     )
@@ -182,10 +185,21 @@ def pipeline_arguments(config: PipelineConfig, local: bool = True) -> dict:
     args = {f.name: getattr(config, f.name) for f in runtime_fields()}
     args["input_path"] = config.input_list(absolute=local)
     args["model_settings"] = config.model_settings()
+    if not local and config.serving_root and not _under(config.serving_root, KUBEFLOW_SERVING_ROOT):
+        raise ValueError(
+            f"serving_root {config.serving_root!r} is not on the models volume: on Kubeflow it is mounted at "
+            f"{KUBEFLOW_SERVING_ROOT}, so use {KUBEFLOW_SERVING_ROOT} or a folder below it (elsewhere the Pusher "
+            "would write to the pod's own disk, which TF Serving never sees)"
+        )
     args["serving_root"] = paths["serving_root"] if local else (config.serving_root or KUBEFLOW_SERVING_ROOT)
     args["cache_dir"] = paths["cache_dir"] if local else ""
     args["report_dir"] = paths["report_dir"] if local else ""
     return args
+
+
+def _under(path: str, root: str) -> bool:
+    path = os.path.normpath(path)
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def apply_overrides(config: PipelineConfig, values: dict) -> PipelineConfig:
@@ -252,6 +266,7 @@ class KubeflowConfig:
     models_mount: str = KUBEFLOW_SERVING_ROOT
     resources: dict = field(
         default_factory=lambda: {
+            "fingerprint-inputs": Resources("100m", "1", "256M", "1G"),
             "import-schema": Resources("100m", "1", "256M", "1G"),
             "transform-examples": Resources("2", "4", "4G", "8G"),
             "validate-examples": Resources("1", "2", "2G", "4G"),

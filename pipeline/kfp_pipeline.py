@@ -38,8 +38,17 @@ def import_schema(schema: Output[Artifact]):
 
 
 @_component
+def fingerprint_inputs(input_path: str) -> str:
+    """InputFingerprint (never cached): what the input files are now, the Transform's cache key."""
+    from pipeline.stages import fingerprint_stage
+
+    return fingerprint_stage(input_path=input_path)
+
+
+@_component
 def transform_examples(
     input_path: str,
+    input_fingerprint: str,
     input_format: str,
     max_len: int,
     min_events: int,
@@ -49,12 +58,13 @@ def transform_examples(
     cache_dir: str,
     examples: Output[Dataset],
 ):
-    """ExampleGen + Transform: raw logs -> SequenceExamples, vocabulary, stats, quarantine."""
+    """ExampleGen + Transform: raw logs -> SequenceExamples, vocabulary, stats, quarantine. `input_fingerprint`
+    is only read by Kubeflow's cache: new input files give a new key, so the Transform runs again."""
     from pipeline.stages import TRANSFORM_SETTINGS, transform_stage
 
     settings = {name: value for name, value in locals().items() if name in TRANSFORM_SETTINGS}
     stage = transform_stage(input_path=input_path, settings=settings, cache_dir=cache_dir, examples_dir=examples.path)
-    examples.metadata.update(stage)
+    examples.metadata.update({**stage, "input_fingerprint": input_fingerprint})
 
 
 @_component
@@ -80,7 +90,7 @@ def validate_examples(
 
 @_component
 def resolve_baseline(serving_root: str, model_name: str) -> str:
-    """Resolver: the model served now (the latest pushed version), '' when there is none."""
+    """Resolver (never cached): the model served now (`stable`, else the latest version), '' when there is none."""
     from pipeline.stages import resolve_baseline_stage
 
     return resolve_baseline_stage(serving_root=serving_root, model_name=model_name)
@@ -152,6 +162,7 @@ def push_model(
     serving_root: str,
     model_name: str,
     blessing_tolerance: float,
+    push_as_canary: bool,
     pushed_model: Output[Artifact],
 ) -> str:
     """Pusher: a new version under <serving_root>/<model_name>/ (blessing re-checked under the push lock)."""
@@ -164,6 +175,7 @@ def push_model(
         serving_root=serving_root,
         model_name=model_name,
         blessing_tolerance=blessing_tolerance,
+        canary=push_as_canary,
     )
     pushed_model.metadata["pushed_to"] = pushed
     return pushed
@@ -208,11 +220,12 @@ def write_report(
 
 
 def _on_cluster(task, name: str, models_pvc=None):
-    """Display name, resources, caching, retries and timeout from KubeflowConfig; the models volume where needed."""
+    """Resources, caching, retries and timeout from KubeflowConfig; the models volume where needed. The tasks
+    that read what the cache key cannot see (NEVER_CACHED) always run."""
     resources = KUBEFLOW.resources[name]
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
-    task.set_caching_options(KUBEFLOW.enable_caching)
+    task.set_caching_options(KUBEFLOW.enable_caching and name not in NEVER_CACHED)
     if name in KUBEFLOW.retries:
         task.set_retry(
             num_retries=KUBEFLOW.retries[name], backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s"
@@ -225,14 +238,20 @@ def _on_cluster(task, name: str, models_pvc=None):
 
 # Tasks that read or write the serving root, which must be the shared models volume on a cluster.
 USES_MODELS_VOLUME = ("resolve-baseline", "train-model", "evaluate-model", "push-model")
+# Tasks whose answer depends on what a volume or bucket holds now, which Kubeflow's cache key never sees.
+NEVER_CACHED = ("fingerprint-inputs", "resolve-baseline")
 
 
 def _pipeline_body(*values):
     p = dict(zip(PARAMETERS, values))
     schema = _on_cluster(import_schema().set_display_name("ImportSchemaGen"), "import-schema")
+    fingerprint = _on_cluster(
+        fingerprint_inputs(input_path=p["input_path"]).set_display_name("InputFingerprint"), "fingerprint-inputs"
+    )
     transform = _on_cluster(
         transform_examples(
             input_path=p["input_path"],
+            input_fingerprint=fingerprint.output,
             input_format=p["input_format"],
             max_len=p["max_len"],
             min_events=p["min_events"],
@@ -292,6 +311,7 @@ def _pipeline_body(*values):
                 serving_root=p["serving_root"],
                 model_name=p["model_name"],
                 blessing_tolerance=p["blessing_tolerance"],
+                push_as_canary=p["push_as_canary"],
             ).set_display_name("Pusher"),
             "push-model",
             p["models_pvc"],

@@ -1,12 +1,61 @@
-"""Compile the pipeline, and submit or schedule it on a Kubeflow Pipelines endpoint (kfp.Client)."""
+"""Compile the pipeline, and submit or schedule it on a Kubeflow Pipelines endpoint (kfp.Client).
+
+One source of the component image for all three verbs (`--image`, else $SYNCREC_IMAGE, else
+KubeflowConfig.image). Multi-user Kubeflow (profiles) needs the run's namespace and a credential: a
+bearer token read from a file (a projected service-account token, or one a person saved) or taken from
+$KF_PIPELINES_TOKEN; it is passed to kfp.Client and never printed. Per-task caching is set when
+compiling; nothing here overrides it (kfp.Client's enable_caching=True would turn caching back on for
+the never-cached Resolver and InputFingerprint).
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import tempfile
+from dataclasses import dataclass
 
-from pipeline.config import PipelineConfig, pipeline_arguments
+from pipeline.config import KubeflowConfig, PipelineConfig, pipeline_arguments
+
+IMAGE_ENV, NAMESPACE_ENV, TOKEN_ENV, TOKEN_FILE_ENV = (
+    "SYNCREC_IMAGE",
+    "KF_PIPELINES_NAMESPACE",
+    "KF_PIPELINES_TOKEN",
+    "KF_PIPELINES_TOKEN_FILE",
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to reach Kubeflow Pipelines; `token` is never printed (repr hides it)."""
+
+    host: str
+    namespace: str | None = None
+    token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Endpoint(host={self.host!r}, namespace={self.namespace!r}, token={'<set>' if self.token else None})"
+
+    @classmethod
+    def from_flags(cls, host: str, namespace: str | None = None, token_file: str | None = None) -> "Endpoint":
+        """Flags first, then the environment; PipelineFailed naming the file when a token file cannot be read."""
+        namespace = namespace or os.environ.get(NAMESPACE_ENV) or None
+        token_file = token_file or os.environ.get(TOKEN_FILE_ENV)
+        token = os.environ.get(TOKEN_ENV) or None
+        if token_file:
+            try:
+                with open(token_file, encoding="utf-8") as handle:
+                    token = handle.read().strip()
+            except OSError as err:
+                raise PipelineFailed(f"cannot read the token file {token_file}: {err.strerror}") from err
+            if not token:
+                raise PipelineFailed(f"the token file {token_file} is empty")
+        return cls(host, namespace, token)
+
+
+def resolve_image(image: str | None) -> str:
+    """The component image: the flag, else $SYNCREC_IMAGE, else KubeflowConfig's default."""
+    return image or os.environ.get(IMAGE_ENV) or KubeflowConfig.image
 
 
 class PipelineFailed(Exception):
@@ -14,14 +63,13 @@ class PipelineFailed(Exception):
 
 
 def compile_pipeline(output: str, image: str | None = None, enable_caching: bool = True) -> str:
-    """Write the KFP spec; `image` (or $SYNCREC_IMAGE) is the component image; caching off with enable_caching=False."""
+    """Write the KFP spec with `resolve_image(image)` as the component image; caching off with enable_caching=False."""
     from kfp import compiler
 
     from pipeline import kfp_pipeline
 
-    saved = {k: os.environ.get(k) for k in ("SYNCREC_IMAGE", "SYNCREC_KFP_CACHING")}
-    if image:
-        os.environ["SYNCREC_IMAGE"] = image
+    saved = {k: os.environ.get(k) for k in (IMAGE_ENV, "SYNCREC_KFP_CACHING")}
+    os.environ[IMAGE_ENV] = resolve_image(image)
     os.environ["SYNCREC_KFP_CACHING"] = "1" if enable_caching else "0"
     try:
         module = importlib.reload(kfp_pipeline)
@@ -33,31 +81,53 @@ def compile_pipeline(output: str, image: str | None = None, enable_caching: bool
     return output
 
 
-def client(endpoint: str):
+def _redacted(text: str, endpoint: Endpoint) -> str:
+    return text.replace(endpoint.token, "<token>") if endpoint.token else text
+
+
+def client(endpoint: Endpoint | str):
     """A kfp.Client that has answered once; PipelineFailed naming the endpoint otherwise."""
     import kfp
 
+    endpoint = Endpoint(endpoint) if isinstance(endpoint, str) else endpoint
     try:
-        found = kfp.Client(host=endpoint)
-        found.list_experiments(page_size=1)
+        found = kfp.Client(
+            host=endpoint.host, namespace=endpoint.namespace or "kubeflow", existing_token=endpoint.token
+        )
+        found.list_experiments(page_size=1, namespace=endpoint.namespace)
         return found
     except Exception as err:  # kfp raises many kinds (connection, auth, HTTP)
+        detail = _redacted(f"{type(err).__name__}: {err}".splitlines()[0], endpoint)
         raise PipelineFailed(
-            f"cannot reach Kubeflow Pipelines at {endpoint}: {type(err).__name__}: {err}; "
-            "check --endpoint and your credentials"
-        ) from err
+            f"cannot reach Kubeflow Pipelines at {endpoint.host}: {detail}; check --endpoint, --namespace "
+            f"(multi-user Kubeflow: your profile's namespace) and the token (--token-file or ${TOKEN_ENV})"
+        ) from None
 
 
-def submit(config: PipelineConfig, endpoint: str, experiment: str, enable_caching: bool = True) -> str:
+def _endpoint(endpoint: Endpoint | str) -> Endpoint:
+    return Endpoint(endpoint) if isinstance(endpoint, str) else endpoint
+
+
+def submit(
+    config: PipelineConfig,
+    endpoint: Endpoint | str,
+    experiment: str,
+    enable_caching: bool = True,
+    image: str | None = None,
+) -> str:
     """One run of the compiled pipeline with the config's parameters; returns the run id."""
+    endpoint = _endpoint(endpoint)
+    arguments = pipeline_arguments(config, local=False)  # checked before anything is sent
     kfp_client = client(endpoint)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"), enable_caching=enable_caching)
+        package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"), image, enable_caching=enable_caching)
+        exp = _experiment(kfp_client, experiment, endpoint.namespace)
         run = kfp_client.create_run_from_pipeline_package(
             package,
-            arguments=pipeline_arguments(config, local=False),
-            experiment_name=experiment,
-            enable_caching=enable_caching,
+            arguments=arguments,
+            experiment_id=exp.experiment_id,
+            namespace=endpoint.namespace,
+            enable_caching=None if enable_caching else False,
         )
     return run.run_id
 
@@ -74,33 +144,52 @@ def normalise_cron(cron: str) -> str:
     return " ".join(fields)
 
 
-def _experiment(kfp_client, name: str):
-    """The experiment named `name`, created when missing."""
+def _experiment(kfp_client, name: str, namespace: str | None):
+    """The experiment named `name` in the namespace, created when missing."""
     try:
-        return kfp_client.get_experiment(experiment_name=name)
+        return kfp_client.get_experiment(experiment_name=name, namespace=namespace)
     except Exception:  # kfp raises ValueError or an ApiException when it is not found
-        return kfp_client.create_experiment(name)
+        return kfp_client.create_experiment(name, namespace=namespace)
 
 
 def schedule(
-    config: PipelineConfig, endpoint: str, experiment: str, name: str, cron: str, enable_caching: bool = True
+    config: PipelineConfig,
+    endpoint: Endpoint | str,
+    experiment: str,
+    name: str,
+    cron: str,
+    enable_caching: bool = True,
+    image: str | None = None,
+    max_concurrency: int = 1,
+    catchup: bool = False,
 ) -> str:
-    """Create the recurring run (warm_start=latest), replacing one of the same name so a schedule can be changed."""
+    """Create the recurring run (warm_start=latest), replacing one of the same name so a schedule can be changed.
+
+    At most `max_concurrency` of its runs at once; missed runs (the cluster was down, the job paused) are
+    not made up one by one unless `catchup` (a retrain reads all data anyway: one run is enough)."""
     cron = normalise_cron(cron)
+    if not 1 <= max_concurrency <= 10:
+        raise PipelineFailed(f"--max-concurrency must be in [1, 10] (got {max_concurrency})")
+    endpoint = _endpoint(endpoint)
+    params = dict(pipeline_arguments(config, local=False), warm_start="latest")
     kfp_client = client(endpoint)
-    exp = _experiment(kfp_client, experiment)
-    listing = kfp_client.list_recurring_runs(experiment_id=exp.experiment_id, page_size=200)
+    exp = _experiment(kfp_client, experiment, endpoint.namespace)
+    listing = kfp_client.list_recurring_runs(
+        experiment_id=exp.experiment_id, page_size=200, namespace=endpoint.namespace
+    )
     for job in listing.recurring_runs or []:
         if job.display_name == name:
             kfp_client.delete_recurring_run(job.recurring_run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"), enable_caching=enable_caching)
+        package = compile_pipeline(os.path.join(tmp, "pipeline.yaml"), image, enable_caching=enable_caching)
         job = kfp_client.create_recurring_run(
             exp.experiment_id,
             name,
             cron_expression=cron,
+            max_concurrency=max_concurrency,
+            no_catchup=not catchup,
             pipeline_package_path=package,
-            params=dict(pipeline_arguments(config, local=False), warm_start="latest"),
-            enable_caching=enable_caching,
+            params=params,
+            enable_caching=None if enable_caching else False,
         )
     return job.recurring_run_id

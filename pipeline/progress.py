@@ -18,6 +18,7 @@ import time
 ENV = "SYNCREC_PROGRESS_FILE"
 CLEAR_LINE = "\r\033[K"  # carriage return + erase line: the epoch bar is redrawn in place on a terminal
 STAGE_NAMES = {
+    "fingerprint": "InputFingerprint",
     "schema": "ImportSchemaGen",
     "transform": "Transform",
     "validate": "ExampleValidator",

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 
-from components.readers import expand_input, is_data_file
+from components.readers import expand_input, is_data_file, listing
 from model_keras.metrics import towers_line
 from pipeline import cache
 from pipeline.progress import StageTimer, note
@@ -39,12 +39,33 @@ def input_files(input_path: str) -> list[str]:
     A relative pattern that matches nothing here is tried against the code folder, so the default
     `data/amazon-sample/...` works in the component image whatever its working directory.
     Raises components.readers.InputError when a pattern matches no file."""
-    files: list[str] = []
+    return [f for pattern in _resolved_patterns(input_path) for f in expand_input(pattern) if is_data_file(f)]
+
+
+def _resolved_patterns(input_path: str) -> list[str]:
+    """The comma-separated patterns, a relative one that matches nothing here taken from the code folder."""
+    patterns = []
     for pattern in [p.strip() for p in input_path.split(",") if p.strip()]:
         if not os.path.isabs(pattern) and not glob.glob(pattern) and glob.glob(os.path.join(cache.REPO, pattern)):
             pattern = os.path.join(cache.REPO, pattern)
-        files += [f for f in expand_input(pattern) if is_data_file(f)]
-    return files
+        patterns.append(pattern)
+    return patterns
+
+
+def fingerprint_stage(*, input_path: str) -> str:
+    """Input fingerprint: sha256 over the path, size and modification time of every input file.
+
+    Kubeflow's cache key is a task's parameters, image and command, never what a bucket or volume holds,
+    so a scheduled run over the same input_path would get the first run's Transform back. This step is
+    never cached and its output is a Transform parameter: new or changed files give a new key (the
+    Transform and everything after it run again), an unchanged folder the same key (all reused)."""
+    import hashlib
+
+    with StageTimer("fingerprint") as progress:
+        files = [entry for p in _resolved_patterns(input_path) for entry in listing(p) if is_data_file(entry[0])]
+        digest = hashlib.sha256(json.dumps(sorted(set(files))).encode()).hexdigest()
+        progress.update(detail=f"{len(files)} files, {sum(size for _, size, _ in files):,} bytes, {digest[:12]}")
+        return digest
 
 
 def import_schema_stage(*, schema_dir: str) -> str:
@@ -133,12 +154,12 @@ def validate_stage(
 
 
 def resolve_baseline_stage(*, serving_root: str, model_name: str) -> str:
-    """Resolver: the model served now (the latest pushed version), '' when none. The trainer warm-starts
-    from it (warm_start=latest) and the evaluator blesses against it."""
-    from pipeline.pusher import latest_version
+    """Resolver: the model served now (the version labelled `stable`, else the latest), '' when none. The
+    trainer warm-starts from it (warm_start=latest) and the evaluator blesses against it."""
+    from pipeline.pusher import served_version
 
     with StageTimer("resolve") as progress:
-        baseline = latest_version(serving_root, model_name) or ""
+        baseline = served_version(serving_root, model_name) or ""
         progress.update(detail=f"serving {baseline}" if baseline else "nothing served yet")
         return baseline
 
@@ -237,21 +258,22 @@ def push_stage(
     serving_root: str,
     model_name: str,
     blessing_tolerance: float,
+    canary: bool = False,
 ) -> str:
-    """Pusher (runs only when the Evaluator blessed the model): a new version under the serving root's lock.
+    """Pusher (runs only when the Evaluator blessed the model): a new version under the serving root's lock,
+    labelled `stable` (or `canary`, keeping `stable` where it is) in models.config.
 
     If another run pushed since this one was evaluated, the blessing is checked again against the
     version that is latest now (compare-and-swap), and a candidate that is worse is not pushed.
     Returns: the pushed version's path, or '' when the re-check refused it."""
     from model_keras.evaluation import EvalProtocol
     from pipeline.blessing import compare_with
-    from pipeline.pusher import latest_version
-    from pipeline.pusher import push_locked, serving_lock
+    from pipeline.pusher import PushFailed, push_locked, served_version, serving_lock
 
     with StageTimer("push") as progress:
         evaluation = _read_json(os.path.join(evaluation_dir, EVALUATION_FILE))
         with serving_lock(serving_root):
-            latest = latest_version(serving_root, model_name)
+            latest = served_version(serving_root, model_name)
             if latest != evaluation["baseline"]:
                 recheck = compare_with(
                     examples_dir,
@@ -264,7 +286,11 @@ def push_stage(
                 if not recheck["blessed"]:
                     progress.update(detail=f"not pushed: {latest} was pushed meanwhile and is better")
                     return ""
-            pushed = push_locked(os.path.join(model_dir, "saved_model"), serving_root, model_name)
+            try:
+                pushed = push_locked(os.path.join(model_dir, "saved_model"), serving_root, model_name, canary=canary)
+            except PushFailed as err:
+                progress.update(detail=f"not pushed: {err}")
+                raise
         progress.update(detail=f"-> {pushed}")
         return pushed
 

@@ -78,7 +78,7 @@ def test_tf_serving_reads_the_volume_the_pipeline_pushes_to():
     (container,) = pod["containers"]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     root = KubeflowConfig().models_mount
-    assert mounts[root]["readOnly"] and claims[mounts[root]["name"]]
+    assert mounts[root]["readOnly"] and claims[mounts[root]["name"]]  # TF Serving only reads it
     args = container["args"]
     assert f"--model_config_file={root}/models.config" in args and "--enable_batching" in args
     assert f"--batching_parameters_file={root}/{BATCHING_FILE}" in args
@@ -115,6 +115,7 @@ def test_kserve_alternative_points_at_the_same_models():
     assert service["apiVersion"] == "serving.kserve.io/v1beta1"
     predictor = service["spec"]["predictor"]["tensorflow"]
     assert predictor["storageUri"] == f"pvc://{PipelineConfig().models_pvc}/{PipelineConfig().model_name}"
+    assert f"--batching_parameters_file=/mnt/models/{BATCHING_FILE}" in predictor["args"]  # the Pusher writes it there
     check_fields(predictor["resources"], "V1ResourceRequirements", "kserve.resources")
 
 
@@ -131,6 +132,10 @@ def test_the_files_the_pusher_writes_parse_as_tf_serving_reads_them():
     }  # TF Serving's BatchingParameters
     keys = {line.split()[0].rstrip(":") for line in BATCHING_PARAMETERS.strip().splitlines()}
     assert keys <= documented
+    labelled = text_format.Parse(models_config("syncrec", stable=3, canary=4), model_server_config_pb2.ModelServerConfig())
+    model = labelled.model_config_list.config[0]
+    assert dict(model.version_labels) == {"stable": 3, "canary": 4}
+    assert list(model.model_version_policy.specific.versions) == [3, 4]  # both loaded, or a label points nowhere
 
 
 def test_the_check_catches_misspelled_fields_and_wrong_types():
@@ -140,16 +145,49 @@ def test_the_check_catches_misspelled_fields_and_wrong_types():
         check_fields({"spec": {"replicas": "two"}}, "V1Deployment", "d")
 
 
-def test_tfjob_runs_the_trainer_on_several_workers():
-    (job,) = by_kind("TFJob")
-    assert job["apiVersion"] == "kubeflow.org/v1"
-    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
-    assert worker["replicas"] >= 2
-    check_fields(worker["template"], "V1PodTemplateSpec", "tfjob.template")
-    (container,) = worker["template"]["spec"]["containers"]
-    assert (
-        container["command"] == ["python", "-m", "model_keras.train"]
-        and "--set=distribution=multi_worker" in container["args"]
-    )
-    claims = {v["persistentVolumeClaim"]["claimName"] for v in worker["template"]["spec"]["volumes"]}
-    assert claims == {PipelineConfig().models_pvc}
+def test_no_manifest_reads_what_nothing_writes():
+    """The TFJob read /models/examples, which no step writes; multi-worker training runs in the Trainer step."""
+    assert not by_kind("TFJob")
+
+
+def test_tf_serving_waits_for_the_first_push_then_starts_and_gets_time_to_load():
+    (deployment,) = by_kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["startupProbe"]["tcpSocket"]["port"] == "grpc"
+    assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 600
+    assert "initialDelaySeconds" not in container["livenessProbe"]  # the startupProbe holds it off
+    assert "--allow_version_labels_for_unavailable_models=true" in container["args"]
+    (init,) = pod["initContainers"]
+    assert {m["mountPath"]: m.get("readOnly", False) for m in init["volumeMounts"]}[KubeflowConfig().models_mount] is False
+    (config_map,) = by_kind("ConfigMap")
+    assert config_map["data"]["models.config"] == models_config(PipelineConfig().model_name)
+
+
+def test_the_wait_script_writes_a_config_and_returns_once_a_version_is_pushed(tmp_path):
+    import subprocess
+    import time
+
+    (config_map,) = by_kind("ConfigMap")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "models.config").write_text(config_map["data"]["models.config"])
+    script = config_map["data"]["wait-for-first-push.sh"].replace("/etc/tfserving", str(etc))
+    (tmp_path / "wait.sh").write_text(script)
+    models = tmp_path / "models"
+    env = {"MODELS": str(models), "POLL_SECONDS": "0.2", "PATH": "/usr/bin:/bin"}
+    waiting = subprocess.Popen(["sh", str(tmp_path / "wait.sh")], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        assert waiting.poll() is None  # no version yet: it waits (the pod shows Init:0/1, it does not crash)
+        assert (models / "models.config").read_text() == models_config("syncrec")
+        (models / "syncrec" / ".staging-5").mkdir()  # a half-copied push is not a version
+        time.sleep(0.6)
+        assert waiting.poll() is None
+        (models / "syncrec" / "5").mkdir()
+        assert waiting.wait(timeout=120) == 0
+    finally:
+        waiting.kill()
+    (models / "models.config").write_text("pushed")  # a config the Pusher wrote is never replaced
+    assert subprocess.run(["sh", str(tmp_path / "wait.sh")], env=env, timeout=120).returncode == 0
+    assert (models / "models.config").read_text() == "pushed"

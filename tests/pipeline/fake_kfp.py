@@ -1,4 +1,8 @@
-"""A fake Kubeflow Pipelines API (v2beta1 REST) on loopback that records what kfp.Client sends."""
+"""A fake Kubeflow Pipelines API (v2beta1 REST) on loopback that records what kfp.Client sends.
+
+With multi_user=True it holds clients to multi-user Kubeflow's rules (profiles): every request needs the
+bearer token (401 otherwise), experiments are created and listed within a namespace, and runs and
+recurring runs land in their experiment's namespace."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from urllib.parse import parse_qs, urlparse
 class FakeKubeflow:
     """Answers the calls `pipeline.kubeflow` makes through kfp.Client; `requests` lists them in order."""
 
-    def __init__(self):
+    def __init__(self, multi_user: bool = False, token: str | None = None):
+        self.multi_user, self.token = multi_user, token
         self.requests: list[dict] = []
         self.experiments: dict[str, dict] = {}
         self.recurring: dict[str, dict] = {}
@@ -33,21 +38,37 @@ class FakeKubeflow:
         self.server.shutdown()
         self.server.server_close()
 
-    def answer(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+    def answer(
+        self, method: str, path: str, query: dict, body: dict | None, authorization: str | None = None
+    ) -> tuple[int, dict]:
         parts = path.strip("/").split("/")
         if parts[:2] != ["apis", "v2beta1"]:
             return 404, {"error": f"unknown path {path}"}
         resource, rest = parts[2] if len(parts) > 2 else "", parts[3:]
         if resource == "healthz":
-            return 200, {"multi_user": False}
+            return 200, {"multi_user": self.multi_user}
+        if self.multi_user and authorization != f"Bearer {self.token}":
+            return 401, {"error": "Unauthenticated: request header error: there is no user identity header"}
+        namespace = query.get("namespace", [None])[0]
         if resource == "experiments" and method == "GET" and not rest:
+            if self.multi_user and not namespace:
+                return 400, {"error": "Invalid input error: In multi-user mode, ListExperiment requires namespace"}
             wanted = _filter_value(query.get("filter", [""])[0])
-            found = [e for e in self.experiments.values() if wanted is None or e["display_name"] == wanted]
+            found = [
+                e
+                for e in self.experiments.values()
+                if (wanted is None or e["display_name"] == wanted) and (not self.multi_user or e["namespace"] == namespace)
+            ]
             return 200, {"experiments": found, "total_size": len(found)}
         if resource == "experiments" and method == "POST":
+            if self.multi_user and not body.get("namespace"):
+                return 400, {"error": "Invalid input error: In multi-user mode, experiment namespace must be specified"}
             experiment = {**body, "experiment_id": str(uuid.uuid4())}
             self.experiments[experiment["experiment_id"]] = experiment
             return 200, experiment
+        if resource in ("runs", "recurringruns") and method == "POST" and self.multi_user:
+            if body.get("experiment_id") not in self.experiments:
+                return 400, {"error": "Invalid input error: in multi-user mode a run needs an experiment"}
         if resource == "runs" and method == "POST":
             run = {**body, "run_id": str(uuid.uuid4()), "state": "PENDING"}
             self.runs[run["run_id"]] = run
@@ -74,8 +95,11 @@ class FakeKubeflow:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 query = parse_qs(url.query)
-                fake.requests.append({"method": method, "path": url.path, "query": query, "body": body})
-                status, payload = fake.answer(method, url.path, query, body)
+                authorization = self.headers.get("Authorization")
+                fake.requests.append(
+                    {"method": method, "path": url.path, "query": query, "body": body, "authorization": authorization}
+                )
+                status, payload = fake.answer(method, url.path, query, body, authorization)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -17,7 +17,7 @@ from pipeline.config import (
     pipeline_parameters,
     runtime_fields,
 )
-from pipeline.kfp_pipeline import USES_MODELS_VOLUME
+from pipeline.kfp_pipeline import NEVER_CACHED, USES_MODELS_VOLUME
 from pipeline.kubeflow import compile_pipeline, normalise_cron
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +45,7 @@ def test_decisions_are_steps_of_the_graph(spec):
     pipeline_spec, _ = spec
     tasks = pipeline_spec["root"]["dag"]["tasks"]
     assert set(tasks) == {
+        "fingerprint-inputs",
         "import-schema",
         "transform-examples",
         "validate-examples",
@@ -120,8 +121,64 @@ def test_resources_retries_timeouts_and_caching(spec):
         and tasks["push-model"]["retryPolicy"]["maxRetryCount"] == 3
     )
     assert all(
-        t.get("cachingOptions", {}).get("enableCache") for name, t in tasks.items() if not name.startswith("condition")
+        t.get("cachingOptions", {}).get("enableCache")
+        for name, t in tasks.items()
+        if not name.startswith("condition") and name not in NEVER_CACHED
     )
+    assert set(NEVER_CACHED) == {"fingerprint-inputs", "resolve-baseline"}
+    assert not any(tasks[name].get("cachingOptions", {}).get("enableCache") for name in NEVER_CACHED)
+
+
+def kfp_cache_key(pipeline_spec: dict, task: str, parameters: dict) -> str:
+    """The part of Kubeflow's cache key that varies between runs of one spec: the executor (image, command,
+    arguments) and the task's resolved input parameters. What a bucket or volume holds is not in it."""
+    import hashlib
+    import json
+
+    executor = pipeline_spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]
+    return hashlib.sha256(json.dumps([executor, sorted(parameters.items())]).encode()).hexdigest()
+
+
+def transform_parameters(pipeline_spec: dict, pipeline_values: dict, task_outputs: dict) -> dict:
+    """The Transform's input parameters as Kubeflow resolves them for one run."""
+    inputs = pipeline_spec["root"]["dag"]["tasks"]["transform-examples"]["inputs"]["parameters"]
+    resolved = {}
+    for name, source in inputs.items():
+        if "componentInputParameter" in source:
+            resolved[name] = pipeline_values[source["componentInputParameter"]]
+        else:
+            upstream = source["taskOutputParameter"]
+            resolved[name] = task_outputs[(upstream["producerTask"], upstream["outputParameterKey"])]
+    return resolved
+
+
+def test_a_scheduled_run_over_new_files_retrains_and_one_over_nothing_new_reuses_the_cache(spec, tmp_path):
+    """Three scheduled runs over one input_path: nothing new (the cache serves the Transform), then a new file
+    (its key changes, so the Transform and everything downstream of its new output run again)."""
+    from pipeline.stages import fingerprint_stage
+
+    pipeline_spec, _ = spec
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "day1.csv").write_text("user_id,item_id,domain,timestamp\nu,i,A,1\n")
+    values = {**pipeline_arguments(load_config(None, [], input=str(logs), format="raw"), local=False)}
+
+    def key():
+        fingerprint = fingerprint_stage(input_path=values["input_path"])
+        outputs = {("fingerprint-inputs", "Output"): fingerprint}
+        return kfp_cache_key(pipeline_spec, "transform-examples", transform_parameters(pipeline_spec, values, outputs))
+
+    first, again = key(), key()
+    (logs / "day2.csv").write_text("user_id,item_id,domain,timestamp\nv,j,A,2\n")
+    after_new_file = key()
+    assert first == again and after_new_file != first
+    (logs / "day2.csv").write_text("user_id,item_id,domain,timestamp\nv,j,A,3\n")  # rewritten with new content
+    import os
+
+    os.utime(logs / "day2.csv", (1e9, 2e9))
+    assert key() != after_new_file
+    parameters = pipeline_spec["root"]["dag"]["tasks"]["transform-examples"]["inputs"]["parameters"]
+    assert parameters["input_fingerprint"]["taskOutputParameter"]["producerTask"] == "fingerprint-inputs"
 
 
 def test_no_cache_compiles_caching_off(tmp_path):

@@ -66,7 +66,75 @@ def test_pushes_in_one_second_get_distinct_versions_and_clean_stale_staging(tmp_
         (model / "saved_model.pb").write_bytes(content)
         pushed.append(push(str(model), str(tmp_path / "serving"), "m"))
     assert len({os.path.basename(p) for p in pushed}) == 3
-    assert sorted(os.listdir(tmp_path / "serving" / "m")) == sorted(os.path.basename(p) for p in pushed)
+    assert sorted(os.listdir(tmp_path / "serving" / "m")) == sorted(
+        [os.path.basename(p) for p in pushed] + ["batching_parameters.txt"]  # for KServe, which mounts m/ alone
+    )
+
+
+def test_a_push_labels_its_version_stable_or_canary(tmp_path):
+    from pipeline.pusher import read_labels, served_version
+
+    root = str(tmp_path / "serving")
+    model = tmp_path / "model"
+    model.mkdir()
+    for content, canary in ((b"a", False), (b"b", True), (b"c", False)):
+        (model / "saved_model.pb").write_bytes(content)
+        version = int(os.path.basename(push(str(model), root, "m", canary=canary)))
+        labels = read_labels(root, "m")
+        if canary:
+            assert labels == {"stable": first, "canary": version} and served_version(root, "m").endswith(str(first))
+        else:
+            first = version
+            assert labels == {"stable": version} and served_version(root, "m").endswith(str(version))
+
+
+def test_a_lock_left_by_a_killed_pod_is_broken_and_a_live_one_waited_for(tmp_path):
+    import threading
+    import time
+
+    from pipeline.pusher import LOCK_DIR, serving_lock
+
+    root = tmp_path / "serving"
+    (root / LOCK_DIR).mkdir(parents=True)  # a pod died holding the lock
+    old = time.time() - 7200
+    os.utime(root / LOCK_DIR, (old, old))
+    with serving_lock(str(root)):
+        assert (root / LOCK_DIR / "owner").exists()
+    assert not (root / LOCK_DIR).exists()
+    order = []
+
+    def second():
+        with serving_lock(str(root)):
+            order.append("second")
+
+    with serving_lock(str(root)):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        order.append("first")
+    thread.join(60)
+    assert order == ["first", "second"]
+
+
+def test_a_failed_push_removes_its_staging_folder_and_says_why_in_one_line(tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline import pusher
+
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"x" * 1000)
+
+    def full_disk(source, target):
+        os.makedirs(target)
+        (tmp_path / "serving" / "m" / os.path.basename(target) / "partial").write_bytes(b"half")
+        raise shutil.Error([(source, target, "[Errno 28] No space left on device")])
+
+    monkeypatch.setattr(pusher.shutil, "copytree", full_disk)
+    with pytest.raises(pusher.PushFailed) as err:
+        push(str(model), str(tmp_path / "serving"), "m")
+    assert str(err.value).count("\n") == 0 and "no space left on the volume" in str(err.value)
+    assert not [n for n in os.listdir(tmp_path / "serving" / "m") if n.startswith(".staging")]
 
 
 def test_concurrent_pushes_take_turns(tmp_path):
