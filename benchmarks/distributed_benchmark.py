@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from benchmarks.machine import machine_line
 from benchmarks.synthetic_examples import write_examples
 from schemas.vocabulary import Vocabulary
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"SyNCRec r=64 T=50 K=4 j=3 2 blocks, global batch 128, 5 domains, {args.users:,} train sequences, "
         f"{args.epochs} epochs "
-        f"(each with a validation pass); cores: {os.cpu_count()}\n"
+        f"(each with a validation pass); cores: {os.cpu_count()}\n{machine_line()}\n"
     )
     print("| workers | threads each | train s (with validation) | sequences/s | last epoch loss |")
     print("|---:|---:|---:|---:|---:|")

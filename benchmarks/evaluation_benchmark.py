@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from benchmarks.machine import machine_line
 from benchmarks.synthetic_examples import write_examples
 from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(scorer, folder, "test", vocab, protocol)
             seconds = time.perf_counter() - started
             rows.append((label, result["all"]["users"], seconds))
-    print(f"SyNCRec r=64 T=50 2 blocks, {args.domains} domain(s) x {args.items:,} items; cores: {os.cpu_count()}\n")
+    print(f"SyNCRec r=64 T=50 2 blocks, {args.domains} domain(s) x {args.items:,} items; cores: {os.cpu_count()}\n{machine_line()}\n")
     print("| protocol | users | seconds | users/s |")
     print("|---|---:|---:|---:|")
     for label, users, seconds in rows:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks.machine import machine_line
 from synthetic.generator import SyntheticConfig, write_csv
 
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args(argv)
-    print(f"cores: {os.cpu_count()}\n")
+    print(f"cores: {os.cpu_count()}\n{machine_line()}\n")
     if args.items:
         print("| items | train ms/step | train sequences/s | eval users/s | peak RSS MB |")
         print("|---:|---:|---:|---:|---:|")

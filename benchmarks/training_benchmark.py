@@ -20,6 +20,7 @@ import numpy as np
 
 import tensorflow as tf
 
+from benchmarks.machine import machine_line
 from benchmarks.reference import TRAINING_BEFORE, TRAINING_MAX_LEN, TRAINING_SETTINGS
 from components.sequences import build_example
 from schemas.features import PER_DOMAIN_FEATURES
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"SyNCRec r={args.embed_dim} K={args.experts} j={j} blocks=2 batch={args.batch_size} "
         f"D={args.domains} items={args.items:,}{''.join(f'; {k}={v}' for k, v in args.settings.items())}; "
-        f"cores: {os.cpu_count()}, TF {tf.__version__}\n"
+        f"cores: {os.cpu_count()}, TF {tf.__version__}\n{machine_line()}\n"
     )
     print("| T | train ms/step | train sequences/s | eval users/s (100 candidates) | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|")

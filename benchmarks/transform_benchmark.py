@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks.machine import machine_line
 from synthetic.generator import SyntheticConfig, write_csv
 
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(SyntheticConfig(events=args.events, domains=args.domains, seed=0), csv_path)
         print(
             f"generated {args.events:,} synthetic events ({args.domains} domains) in "
-            f"{time.perf_counter() - started:.1f} s; cores: {os.cpu_count()}\n"
+            f"{time.perf_counter() - started:.1f} s; cores: {os.cpu_count()}\n{machine_line()}\n"
         )
         print("| events | T | workers | users | wall s | events/s | events/min | peak RSS MB (largest process) |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -234,6 +234,11 @@ def _run_and_check(config: TransformConfig, files: list[str], output: str, beam_
         raise
     stats["seconds"] = round(time.time() - started, 3)
     stats["input_sha256"] = input_fingerprint(files)
+    if stats["rows_read"] == 0:
+        raise readers.InputError(
+            f"{files[0] if len(files) == 1 else f'{len(files)} input files'}: no data rows (empty, or only a header): "
+            "nothing to train on; pass the logs themselves"
+        )
     if not stats["balanced"]:
         raise RuntimeError(
             f"row accounting is off: {stats['rows_read']} read != {stats['rows_accepted']} accepted + "

@@ -22,6 +22,8 @@ def test_serving_benchmark_prints_latency_and_throughput_rows():
         "in-process serving_default (single request), domain served by its single tower",
         "gRPC PredictionService (loopback, single request)",
     }
+    assert "p50 / floor p50:" in result.stdout and "floor: read the target domain's item table once" in result.stdout
+    assert any(line.startswith("machine: ") and "AVX-512" in line for line in result.stdout.splitlines())
     assert all(0 < p50 <= p99 for p50, p99 in latency.values())
     assert sum(r[1].strip() in ("in-process", "gRPC") and r[2].strip() in ("1", "4") for r in rows) == 4
     assert "before:" not in result.stdout  # the recorded 1M-item figures are printed for 1M items only

@@ -90,6 +90,7 @@ def test_nothing_is_lost_and_every_quarantined_row_says_where_it_was(corpus):
         (b"x" * (1 << 20), "the first line is over 64 KB, so it is not a header row"),  # 1 MB, no header, no newline
         (b"\xff\xfe" + "user_id".encode("utf-16-le"), "header is not UTF-8"),
         (b"user,item,when\nu,i,1\n", "lacks ['user_id', 'item_id', 'domain', 'timestamp']"),
+        (b"user_id,item_id,domain,timestamp\n", "no data rows (empty, or only a header)"),
     ],
 )
 def test_unusable_files_are_one_clear_error_before_any_work(tmp_path, content, message):

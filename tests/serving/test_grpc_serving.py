@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_pb2_grpc
 
+from pipeline.pusher import latest_version
 from schemas.vocabulary import Vocabulary
 from serving.client import RecommendClient, build_request, parse_history
 from serving.prediction_server import start_server
@@ -47,7 +48,7 @@ def test_grpc_round_trip_returns_top_k_of_the_domain(server, pushed):
     assert all(item in games.items for item, _ in results)
     scores = [s for _, s in results]
     assert scores == sorted(scores, reverse=True)
-    local = tf.saved_model.load(os.path.join(pushed[0], "syncrec", os.listdir(os.path.join(pushed[0], "syncrec"))[0]))
+    local = tf.saved_model.load(latest_version(str(pushed[0]), "syncrec"))
     direct = local.signatures["serving_default"](
         history_items=tf.constant([[h[0] for h in history]]),
         history_domains=tf.constant([[h[1] for h in history]]),
@@ -118,7 +119,7 @@ def test_model_metadata_names_the_signatures(server):
 
 def test_saved_model_cli_runs_the_default_signature(pushed, tmp_path):
     root, vocab = pushed
-    version = os.path.join(root, "syncrec", os.listdir(os.path.join(root, "syncrec"))[0])
+    version = latest_version(str(root), "syncrec")
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     arrays = {
         "history_items": np.array([[vocab.domain("Books").items[0]]], dtype=object),
