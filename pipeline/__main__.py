@@ -8,6 +8,7 @@ python -m pipeline submit --endpoint URL [--image IMAGE] [--namespace NS] [--tok
 python -m pipeline schedule --endpoint URL --cron "0 3 * * *" [--image IMAGE] [--namespace NS] [--token-file F]
                             [--name NAME] [--max-concurrency N] [--catchup] [--no-cache] [--set ...]
 python -m pipeline retrain --input NEW_LOGS [--root DIR] [--set ...]
+python -m pipeline history --root DIR [--model NAME] [--serving-root DIR]
 python -m pipeline settings
 """
 
@@ -174,6 +175,27 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def show_history(root: str, model: str | None, serving_root: str | None) -> int:
+    """Print the history of pushes as a Markdown table and plot it to ROOT/report/history.png."""
+    from pipeline import history
+
+    config = PipelineConfig(root=root)
+    model = model or config.model_name
+    serving_root = serving_root or config.paths()["serving_root"]
+    records = history.read(serving_root, model)
+    if not records:
+        print(
+            f"error: no pushed version of {model!r} under {serving_root} ({history.history_path(serving_root, model)} "
+            "is missing): run `python -m pipeline run-local --root ROOT` first",
+            file=sys.stderr,
+        )
+        return 1
+    print(history.markdown_table(records))
+    plot = history.plot(records, os.path.join(config.paths()["report_dir"], "history.png"))
+    print(f"\n{len(records)} pushed versions; plot: {plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -237,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--catchup", action="store_true", help="make up each missed run (default: one run after a pause)"
             )
+    history_parser = verbs.add_parser("history", help="one row per pushed version, and a plot over versions")
+    history_parser.add_argument("--root", required=True, help="the run folder (its serving/ holds the history)")
+    history_parser.add_argument("--model", default=None, help="the model name (default: the model_name setting)")
+    history_parser.add_argument("--serving-root", default=None, help="the serving root, if not ROOT/serving")
     verbs.add_parser("settings", help="list every pipeline setting with its default")
     return parser
 
@@ -247,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "settings":
             print(describe_settings())
             return 0
+        if args.verb == "history":
+            return show_history(args.root, args.model, args.serving_root)
         if args.verb == "compile":
             print(f"wrote {compile_pipeline(args.output, args.image, enable_caching=not args.no_cache)}")
             return 0

@@ -105,6 +105,24 @@ def bless(candidate: dict, baseline: dict | None, tolerance: float) -> tuple[boo
     return blessed, reasons
 
 
+def negative_transfer(towers: dict | None, margin: float) -> tuple[bool, list[str]]:
+    """(refused, reasons) from the tower comparison on valid (training.json's prediction_towers): a domain whose
+    single-domain tower beats the cross tower by more than `margin` standard errors suffers negative transfer.
+    Served by its single tower, the tower choice fixed it (said so); served by the cross tower, refused."""
+    refused, reasons = False, []
+    for domain, t in (towers or {}).items():
+        se = t.get("standard_error")
+        if se is None or not (t["gain"] > 0 and t["gain"] > margin * se):
+            continue
+        what = f"{domain}: negative transfer (single tower {t['gain']:+.4f} ± {se:.4f} valid NDCG@10 over the cross tower)"
+        if t["tower"] == "single":
+            reasons.append(f"{what}: fixed, the domain is served by its single tower")
+        else:
+            refused = True
+            reasons.append(f"{what} while the cross tower serves it: not blessed (use prediction_towers=valid)")
+    return refused, reasons
+
+
 def compare_with(
     examples_dir: str, candidate_valid: dict, baseline_dir: str | None, tolerance: float, protocol: EvalProtocol
 ) -> dict:

@@ -30,6 +30,15 @@ DEFAULT_MODEL = {"epochs": 30, "patience": 5, "embed_dim": 64, "num_blocks": 2, 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 KUBEFLOW_SERVING_ROOT = "/models"
 ALIASES = {"input": "input_path", "format": "input_format"}  # command-line flag names
+DRIFT_ACTIONS = ("stop", "warn")
+# pipeline.data_statistics' threshold names -> the settings that hold them
+DRIFT_THRESHOLDS = {
+    "domain_mix": "drift_max_domain_mix",
+    "history_length": "drift_max_history_length",
+    "multi_domain": "drift_max_multi_domain",
+    "oov_rate": "drift_max_oov_rate",
+    "new_labels": "drift_max_new_labels",
+}
 KIND_NAMES = {"int": "a whole number", "float": "a number"}
 
 
@@ -62,6 +71,12 @@ class PipelineConfig:
     full_ranking: bool = runtime(False, "evaluation: rank the label among all items of its domain")
     blessing_tolerance: float = runtime(0.01, "a domain's valid NDCG@10 may drop this much below the served model's")
     max_rejected_fraction: float = runtime(0.5, "more quarantined rows than this stops the run")
+    drift_action: str = runtime("stop", "a drift anomaly against the served model's data: 'stop' the run or 'warn'")
+    drift_max_domain_mix: float = runtime(0.15, "drift: largest change of a domain's share of events (L-infinity)")
+    drift_max_history_length: float = runtime(0.15, "drift: Jensen-Shannon divergence of history lengths")
+    drift_max_multi_domain: float = runtime(0.2, "drift: change of the share of users active in several domains")
+    drift_max_oov_rate: float = runtime(0.1, "drift: change of a domain's OOV rate")
+    drift_max_new_labels: float = runtime(0.5, "drift: share of test labels the served model never saw")
     model_name: str = runtime("syncrec", "the TF Serving model name: letters, digits, '_', '-', '.'")
     serving_root: str = runtime(
         "", f"TF Serving's model folder ('' = ROOT/serving locally, {KUBEFLOW_SERVING_ROOT} on Kubeflow)"
@@ -113,6 +128,14 @@ class PipelineConfig:
                 math.isfinite(self.max_rejected_fraction) and 0 <= self.max_rejected_fraction <= 1,
                 f"max_rejected_fraction must be in [0, 1] (got {self.max_rejected_fraction})",
             ),
+            (self.drift_action in DRIFT_ACTIONS, f"drift_action must be 'stop' or 'warn' (got {self.drift_action!r})"),
+            *[
+                (
+                    math.isfinite(getattr(self, name)) and 0 <= getattr(self, name) <= 1,
+                    f"{name} must be in [0, 1] (got {getattr(self, name)})",
+                )
+                for name in DRIFT_THRESHOLDS.values()
+            ],
             (
                 bool(MODEL_NAME.fullmatch(self.model_name)),
                 f"model_name {self.model_name!r} must be 1-64 letters, digits, '_', '-' or '.', "
@@ -182,7 +205,7 @@ def pipeline_parameters() -> dict[str, tuple[type, Any]]:
 def pipeline_arguments(config: PipelineConfig, local: bool = True) -> dict:
     """The pipeline's parameters for one run: local paths made absolute under ROOT, or Kubeflow's."""
     paths = config.paths()
-    args = {f.name: getattr(config, f.name) for f in runtime_fields()}
+    args = {f.name: float(getattr(config, f.name)) if f.type == "float" else getattr(config, f.name) for f in runtime_fields()}  # 1 -> 1.0: KFP types floats strictly
     args["input_path"] = config.input_list(absolute=local)
     args["model_settings"] = config.model_settings()
     if not local and config.serving_root and not _under(config.serving_root, KUBEFLOW_SERVING_ROOT):

@@ -15,9 +15,10 @@ import os
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from pipeline.config import KubeflowConfig, pipeline_parameters
+from pipeline.stages import DRIFT_SETTINGS
 
 KUBEFLOW = KubeflowConfig(
     image=os.environ.get("SYNCREC_IMAGE", KubeflowConfig.image),
@@ -72,11 +73,19 @@ def validate_examples(
     examples: Input[Dataset],
     schema: Input[Artifact],
     max_rejected_fraction: float,
+    baseline: str,
+    drift_action: str,
+    drift_max_domain_mix: float,
+    drift_max_history_length: float,
+    drift_max_multi_domain: float,
+    drift_max_oov_rate: float,
+    drift_max_new_labels: float,
     report_dir: str,
     anomalies: Output[Artifact],
 ):
-    """ExampleValidator: stops the run with a readable report when examples break the schema."""
-    from pipeline.stages import validate_stage
+    """ExampleValidator: stops the run with a readable report when examples break the schema, or when the data
+    drifted from the served model's beyond the drift_max_* thresholds (drift_action='stop')."""
+    from pipeline.stages import DRIFT_SETTINGS, validate_stage
 
     result = validate_stage(
         examples_dir=examples.path,
@@ -84,6 +93,8 @@ def validate_examples(
         max_rejected_fraction=max_rejected_fraction,
         anomalies_dir=anomalies.path,
         report_dir=report_dir,
+        baseline=baseline,
+        drift={name: value for name, value in locals().items() if name in DRIFT_SETTINGS},
     )
     anomalies.metadata["examples"] = result["examples"]
 
@@ -194,29 +205,32 @@ def write_report(
     examples: Input[Dataset],
     model: Input[Model],
     blessing: Input[Artifact],
+    anomalies: Input[Artifact],
     pushed_to: str,
+    serving_root: str,
+    model_name: str,
     report_dir: str,
     report: Output[Artifact],
+    page: Output[HTML],
+    summary: Output[Markdown],
 ):
-    """Report: test metrics, data accounting, blessing reasons and where the model went (report/metrics.json)."""
+    """Report: test metrics, data accounting, blessing reasons and where the model went (report/metrics.json),
+    and the page the Kubeflow run page renders (drift, λ/φ, history of pushes): `page` (HTML), `summary` (Markdown)."""
     from pipeline.stages import report_stage
 
-    report.metadata.update(
-        {
-            "pushed_to": pushed_to,
-            **{
-                k: v
-                for k, v in report_stage(
-                    examples_dir=examples.path,
-                    model_dir=model.path,
-                    evaluation_dir=blessing.path,
-                    pushed_to=pushed_to,
-                    report_dir=report_dir,
-                ).items()
-                if k in ("blessed", "all")
-            },
-        }
+    result = report_stage(
+        examples_dir=examples.path,
+        model_dir=model.path,
+        evaluation_dir=blessing.path,
+        pushed_to=pushed_to,
+        report_dir=report_dir,
+        anomalies_dir=anomalies.path,
+        serving_root=serving_root,
+        model_name=model_name,
+        markdown_path=summary.path,
+        html_path=page.path,
     )
+    report.metadata.update({"pushed_to": pushed_to, **{k: v for k, v in result.items() if k in ("blessed", "all")}})
 
 
 def _on_cluster(task, name: str, models_pvc=None):
@@ -237,7 +251,7 @@ def _on_cluster(task, name: str, models_pvc=None):
 
 
 # Tasks that read or write the serving root, which must be the shared models volume on a cluster.
-USES_MODELS_VOLUME = ("resolve-baseline", "train-model", "evaluate-model", "push-model")
+USES_MODELS_VOLUME = ("resolve-baseline", "validate-examples", "train-model", "evaluate-model", "push-model", "write-report")
 # Tasks whose answer depends on what a volume or bucket holds now, which Kubeflow's cache key never sees.
 NEVER_CACHED = ("fingerprint-inputs", "resolve-baseline")
 
@@ -263,18 +277,21 @@ def _pipeline_body(*values):
         "transform-examples",
     )
     examples = transform.outputs["examples"]
+    resolver = _on_cluster(
+        resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]).set_display_name("Resolver"),
+        "resolve-baseline",
+        p["models_pvc"],
+    )
     validate = _on_cluster(
         validate_examples(
             examples=examples,
             schema=schema.outputs["schema"],
             max_rejected_fraction=p["max_rejected_fraction"],
+            baseline=resolver.output,
+            **{name: p[name] for name in DRIFT_SETTINGS},
             report_dir=p["report_dir"],
         ).set_display_name("ExampleValidator"),
         "validate-examples",
-    )
-    resolver = _on_cluster(
-        resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]).set_display_name("Resolver"),
-        "resolve-baseline",
         p["models_pvc"],
     )
     train = _on_cluster(
@@ -323,10 +340,14 @@ def _pipeline_body(*values):
             examples=examples,
             model=train.outputs["model"],
             blessing=evaluate.outputs["blessing"],
+            anomalies=validate.outputs["anomalies"],
             pushed_to=dsl.OneOf(push.outputs["Output"], skipped.output),
+            serving_root=p["serving_root"],
+            model_name=p["model_name"],
             report_dir=p["report_dir"],
         ).set_display_name("Report"),
         "write-report",
+        p["models_pvc"],
     )
 
 

@@ -79,6 +79,15 @@ def import_schema_stage(*, schema_dir: str) -> str:
 # The pipeline parameters each stage reads (typed and checked once, in pipeline.config.PipelineConfig).
 TRANSFORM_SETTINGS = ("input_format", "max_len", "min_events", "min_item_count", "domains", "domain_names")
 PROTOCOL_SETTINGS = ("num_negatives", "negative_pool", "full_ranking")
+DRIFT_SETTINGS = (
+    "drift_action",
+    "drift_max_domain_mix",
+    "drift_max_history_length",
+    "drift_max_multi_domain",
+    "drift_max_oov_rate",
+    "drift_max_new_labels",
+)
+DRIFT_FILE = "drift.json"
 
 
 def transform_stage(*, input_path: str, settings: dict, cache_dir: str, examples_dir: str) -> dict:
@@ -130,26 +139,69 @@ def _link_inputs(files: list[str], work_dir: str) -> str:
     return os.path.join(folder, "*")
 
 
+def drift_check(examples_dir: str, baseline: str, drift: dict) -> dict:
+    """This run's data statistics and, when a model is served, their drift from the data it learned from.
+    Returns {"statistics", "rows" (every comparison), "anomalies" (one line each), "served": bool}."""
+    from pipeline.config import DRIFT_THRESHOLDS
+    from pipeline.data_statistics import drift_anomaly_lines, drift_rows, example_statistics, served_statistics
+    from schemas.vocabulary import Vocabulary
+
+    served_vocabulary = None
+    vocabulary_path = os.path.join(baseline, "assets.extra", "vocabulary.json") if baseline else ""
+    if vocabulary_path and os.path.exists(vocabulary_path):
+        served_vocabulary = Vocabulary.load(vocabulary_path)
+    statistics = example_statistics(examples_dir, served_vocabulary)
+    served = served_statistics(baseline)
+    thresholds = {key: drift[name] for key, name in DRIFT_THRESHOLDS.items()}
+    rows = drift_rows(statistics, served, thresholds) if served else []
+    return {"statistics": statistics, "rows": rows, "anomalies": drift_anomaly_lines(rows), "served": bool(served)}
+
+
 def validate_stage(
-    *, examples_dir: str, schema_dir: str, max_rejected_fraction: float, anomalies_dir: str, report_dir: str
+    *,
+    examples_dir: str,
+    schema_dir: str,
+    max_rejected_fraction: float,
+    anomalies_dir: str,
+    report_dir: str,
+    baseline: str = "",
+    drift: dict | None = None,
 ) -> dict:
-    """ExampleValidator: every example against the schema, and the rejection rate.
+    """ExampleValidator: every example against the schema, the rejection rate, and (with a served model) the
+    drift of this run's data from the data that model learned from (`drift`: the DRIFT_SETTINGS).
 
-    Writes anomalies.json (and report_dir/anomalies.txt when given). Raises AnomaliesFound with the
-    readable report when anything is wrong, which stops the run. Returns the validation result."""
+    Writes anomalies.json and drift.json (and report_dir/anomalies.txt when given). Raises AnomaliesFound with
+    the readable report when anything is wrong, which stops the run; drift anomalies only warn with
+    drift_action='warn'. Returns the validation result."""
     from components.validator import AnomaliesFound, format_report, validate_examples
+    from pipeline.config import PipelineConfig
 
+    drift = drift or {name: getattr(PipelineConfig, name) for name in DRIFT_SETTINGS}
     with StageTimer("validate") as progress:
         result = validate_examples(examples_dir, os.path.join(schema_dir, "schema.pbtxt"), max_rejected_fraction)
         report = format_report(result)
+        checked = drift_check(examples_dir, baseline, drift) if not result["anomalies"] else None
+        if checked and checked["anomalies"]:
+            report = "\n".join(
+                ([] if report.startswith("no anomalies") else [report])
+                + checked["anomalies"]
+                + [f"(drift_action={drift['drift_action']}: 'warn' trains anyway; the thresholds are drift_max_*)"]
+            )
         _write_json(os.path.join(anomalies_dir, "anomalies.json"), result)
+        if checked:
+            _write_json(os.path.join(anomalies_dir, DRIFT_FILE), checked)
         if report_dir:
             os.makedirs(report_dir, exist_ok=True)
             with open(os.path.join(report_dir, "anomalies.txt"), "w", encoding="utf-8") as handle:
                 handle.write(report + "\n")
-        if result["anomalies"]:
+        if result["anomalies"] or (checked and checked["anomalies"] and drift["drift_action"] == "stop"):
             raise AnomaliesFound(report)
-        progress.update(detail=f"{sum(result['examples'].values()):,} examples, no anomalies")
+        detail = f"{sum(result['examples'].values()):,} examples, no anomalies"
+        if checked and checked["anomalies"]:
+            detail = f"{sum(result['examples'].values()):,} examples; warning: {len(checked['anomalies'])} drift anomalies"
+        elif checked and checked["served"]:
+            detail += ", no drift"
+        progress.update(detail=detail)
         return result
 
 
@@ -192,6 +244,7 @@ def train_stage(
                 examples_dir, model_dir, config, warm_start=start, verbose=0, callbacks=[EpochProgress(config.epochs)]
             )
             shutil.rmtree(os.path.join(model_dir, "checkpoints"), ignore_errors=True)  # resume state is not an output
+            _store_statistics(examples_dir, model_dir)
             cache.store(cache_dir, "train", key, model_dir)
         training = _read_json(os.path.join(model_dir, "training.json"))
         stage = {"cache_hit": hit, "key": key, "warm_start": start}
@@ -204,6 +257,15 @@ def train_stage(
             + (f"; {towers_line(training.get('prediction_towers'))}" if training.get("prediction_towers") else ""),
         )
         return stage
+
+
+def _store_statistics(examples_dir: str, model_dir: str) -> None:
+    """The statistics of the data a model learned from, pushed with it (the next run's drift check reads them)."""
+    from pipeline.data_statistics import STATISTICS_FILE, example_statistics
+
+    _write_json(
+        os.path.join(model_dir, "saved_model", "assets.extra", STATISTICS_FILE), example_statistics(examples_dir)
+    )
 
 
 class EpochProgress:
@@ -234,7 +296,7 @@ def evaluate_stage(
     Args: protocol holds the PROTOCOL_SETTINGS parameters (negatives and how they are drawn).
     Writes evaluation_dir/evaluation.json. Returns pipeline.blessing.run_evaluator's result."""
     from model_keras.evaluation import EvalProtocol
-    from pipeline.blessing import run_evaluator
+    from pipeline.blessing import negative_transfer, run_evaluator
 
     with StageTimer("evaluate") as progress:
         chosen = EvalProtocol(**_protocol_args(protocol))
@@ -242,6 +304,11 @@ def evaluate_stage(
             examples_dir, os.path.join(model_dir, "saved_model"), baseline or None, blessing_tolerance, chosen
         )
         result["protocol"] = dict(protocol)
+        training = _read_json(os.path.join(model_dir, "training.json"))
+        margin = training.get("config", {}).get("tower_choice_margin", 2.0)
+        refused, transfer = negative_transfer(training.get("prediction_towers"), margin)
+        result["reasons"] += transfer
+        result["blessed"] = result["blessed"] and not refused
         _write_json(os.path.join(evaluation_dir, EVALUATION_FILE), result)
         progress.update(
             detail=f"test NDCG@10 {result['test']['all']['NDCG@10']:.4f}; "
@@ -291,8 +358,20 @@ def push_stage(
             except PushFailed as err:
                 progress.update(detail=f"not pushed: {err}")
                 raise
+            _record_push(pushed, evaluation, model_dir, serving_root, model_name, canary)
         progress.update(detail=f"-> {pushed}")
         return pushed
+
+
+def _record_push(pushed: str, evaluation: dict, model_dir: str, serving_root: str, model_name: str, canary: bool):
+    """The history's line for this version (replaced, not repeated, when an unchanged model is pushed again)."""
+    from pipeline import history
+    from pipeline.data_statistics import STATISTICS_FILE
+
+    statistics_path = os.path.join(pushed, "assets.extra", STATISTICS_FILE)
+    statistics = _read_json(statistics_path) if os.path.exists(statistics_path) else {}
+    training = _read_json(os.path.join(model_dir, "training.json"))
+    history.append(serving_root, model_name, history.push_record(pushed, evaluation, training, statistics, canary))
 
 
 def skip_push_stage() -> str:
@@ -311,10 +390,24 @@ def _protocol_args(protocol: dict) -> dict:
     }
 
 
-def report_stage(*, examples_dir: str, model_dir: str, evaluation_dir: str, pushed_to: str, report_dir: str) -> dict:
-    """Report: test metrics per domain, the data's accounting, the blessing and where the model went.
+def report_stage(
+    *,
+    examples_dir: str,
+    model_dir: str,
+    evaluation_dir: str,
+    pushed_to: str,
+    report_dir: str,
+    anomalies_dir: str = "",
+    serving_root: str = "",
+    model_name: str = "",
+    markdown_path: str = "",
+    html_path: str = "",
+) -> dict:
+    """Report: test metrics per domain, the data's accounting, the blessing and where the model went, and the
+    page a person reads (pipeline.report_page: drift, λ/φ, history) as Markdown and HTML.
 
-    Writes report_dir/metrics.json when report_dir is given. Returns the report."""
+    Writes report_dir/metrics.json and report_dir/index.html when report_dir is given, and the page to
+    markdown_path / html_path (Kubeflow's Markdown and HTML artifacts) when given. Returns the report."""
     with StageTimer("report"):
         evaluation = _read_json(os.path.join(evaluation_dir, EVALUATION_FILE))
         recheck_path = os.path.join(evaluation_dir, "recheck.json")
@@ -338,6 +431,20 @@ def report_stage(*, examples_dir: str, model_dir: str, evaluation_dir: str, push
                 "train": _read_json(os.path.join(model_dir, STAGE_FILE))["cache_hit"],
             },
         }
+        from pipeline import history
+        from pipeline.report_page import render
+
+        drift_path = os.path.join(anomalies_dir, DRIFT_FILE) if anomalies_dir else ""
+        drift = _read_json(drift_path) if drift_path and os.path.exists(drift_path) else None
+        records = history.read(serving_root, model_name) if serving_root and model_name else []
+        text, page = render(report, evaluation, training, drift, records)
+        outputs = [(markdown_path, text), (html_path, page)]
         if report_dir:
             _write_json(os.path.join(report_dir, "metrics.json"), report)
+            outputs += [(os.path.join(report_dir, "report.md"), text), (os.path.join(report_dir, "index.html"), page)]
+        for path, content in outputs:
+            if path:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(content)
         return report

@@ -77,6 +77,18 @@ def test_decisions_are_steps_of_the_graph(spec):
     )
 
 
+def test_the_report_renders_in_the_kubeflow_run_page_and_the_validator_sees_the_served_model(spec):
+    pipeline_spec, _ = spec
+    outputs = pipeline_spec["components"]["comp-write-report"]["outputDefinitions"]["artifacts"]
+    kinds = {name: o["artifactType"]["schemaTitle"] for name, o in outputs.items()}
+    assert kinds == {"report": "system.Artifact", "page": "system.HTML", "summary": "system.Markdown"}
+    tasks = pipeline_spec["root"]["dag"]["tasks"]
+    assert "resolve-baseline" in tasks["validate-examples"]["dependentTasks"]  # drift is checked against it
+    drift = {n for n in tasks["validate-examples"]["inputs"]["parameters"] if n.startswith("drift_")}
+    assert drift == {"drift_action", "drift_max_domain_mix", "drift_max_history_length", "drift_max_multi_domain",
+                     "drift_max_oov_rate", "drift_max_new_labels"}
+
+
 def test_every_runtime_setting_is_a_pipeline_parameter_with_its_default(spec):
     pipeline_spec, _ = spec
     parameters = pipeline_spec["root"]["inputDefinitions"]["parameters"]

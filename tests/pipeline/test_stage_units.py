@@ -239,3 +239,43 @@ def transform_args(inputs, tmp_path):
     settings = dict(input_format="raw", max_len=10, min_events=3, min_item_count=1, domains="", domain_names="")
     examples = str(tmp_path / "out" / "examples")
     return dict(input_path=inputs, settings=settings, cache_dir=str(tmp_path / "cache"), examples_dir=examples)
+
+
+def test_drift_comparators_and_the_anomaly_line_name_the_statistic():
+    from pipeline.data_statistics import drift_anomaly_lines, drift_rows, jensen_shannon, l_infinity
+
+    assert l_infinity({"A": 0.5, "B": 0.5}, {"A": 0.8, "B": 0.1, "C": 0.1}) == pytest.approx(0.4)
+    assert jensen_shannon({"a": 1, "b": 1}, {"a": 1, "b": 1}) == 0.0
+    assert jensen_shannon({"a": 1, "b": 0}, {"a": 0, "b": 1}) == pytest.approx(1.0)
+    served = {
+        "domains": {"A": {"share": 0.5, "oov_rate": 0.0}, "B": {"share": 0.5, "oov_rate": 0.0}},
+        "history_length": {"<=5": 10, "<=10": 10},
+        "multi_domain_user_share": 0.6,
+    }
+    shifted = {**served, "domains": {"A": {"share": 0.9, "oov_rate": 0.0}, "B": {"share": 0.1, "oov_rate": 0.3}}}
+    thresholds = {"domain_mix": 0.15, "history_length": 0.15, "multi_domain": 0.2, "oov_rate": 0.1, "new_labels": 0.5}
+    assert not any(r["anomaly"] for r in drift_rows(served, served, thresholds))
+    lines = drift_anomaly_lines(drift_rows(shifted, served, thresholds))
+    assert len(lines) == 2 and lines[0].startswith("drift: domain mix (L-infinity) is 0.4000, over its threshold 0.15")
+    assert "A 0.900" in lines[0] and "A 0.500" in lines[0] and lines[1].startswith("drift: OOV rate, B is 0.3000")
+
+
+def test_negative_transfer_is_fixed_by_the_tower_choice_or_refused():
+    from pipeline.blessing import negative_transfer
+
+    towers = {
+        "A": {"tower": "single", "gain": 0.02, "standard_error": 0.005},
+        "B": {"tower": "cross", "gain": 0.001, "standard_error": 0.005},
+    }
+    refused, reasons = negative_transfer(towers, 2.0)
+    assert not refused and len(reasons) == 1 and "A: negative transfer" in reasons[0] and "fixed" in reasons[0]
+    refused, reasons = negative_transfer({"A": {**towers["A"], "tower": "cross"}}, 2.0)
+    assert refused and "while the cross tower serves it: not blessed" in reasons[0]
+    assert negative_transfer(None, 2.0) == (False, [])
+
+
+def test_chance_level_of_the_sampled_protocol():
+    from pipeline.report_page import chance_ndcg10
+
+    assert chance_ndcg10(99) == pytest.approx(0.0454, abs=1e-4)  # what the quick start's 0.06 is compared with
+    assert chance_ndcg10(0) == 1.0
