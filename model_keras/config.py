@@ -30,14 +30,14 @@ DEVIATIONS = {
     "lambda_scale": "LC-NTG weights |D|*lambda_d (mean one), so uniform lambda leaves the cross loss as it is",
     "num_cross_experts": "j = 3 of K = 4 (best in §5.6, near the official 0.8K) instead of §4.2.1's j = 0.2K",
     "learn_ntg_coefficients": "alpha = beta = 1 fixed instead of learned: learned through sum(lambda*L) they push lambda "
-    "toward the domain with the lower cross loss until it runs away (README, results 3); fixed, lambda stays bounded",
+    "toward the domain with the lower cross loss until it runs away (docs/results.md, results 3); fixed, lambda stays bounded",
     "use_sc_mim": "SC-MIM (Eq. 14-17) left out of Eq. 18's loss: on amazon-beauty-electronics at 3 seeds the model "
     "without it ties the full model on test and is ahead on valid at every seed, which the default's rule asks for "
-    "(README, results 9), and each step computes one loss fewer",
+    "(docs/results.md, results 9), and each step computes one loss fewer",
     "prediction_towers": "each domain is served by its single-domain tower where that beats the cross tower on valid "
     "NDCG@10 by more than `tower_choice_margin` standard errors after training, instead of always the cross tower "
     "(Eq. 19): where a domain suffers negative transfer its single tower holds the accuracy Eq. 19 would throw "
-    "away (README, results 12)",
+    "away (docs/results.md, results 12)",
 }
 
 

@@ -165,7 +165,14 @@ def format_report(report: dict) -> str:
     """The per-domain test table, the blessing reasons and where the model went."""
     from model_keras.metrics import format_metrics
 
+    from pipeline.report_page import chance_ndcg10
+
+    negatives = report.get("protocol", {}).get("num_negatives", 99)
     lines = [format_metrics(report, "test split, per domain"), ""]
+    lines.append(
+        f"test NDCG@10 {report['all']['NDCG@10']:.4f}; a random ranking of the label among {negatives + 1} candidates "
+        f"gives {chance_ndcg10(negatives):.4f}"
+    )
     lines += [f"blessing: {reason}" for reason in report["blessing"]["reasons"]]
     training = report.get("training", {})
     lines.append(
@@ -308,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(format_report(report))
-    print(f"report: {os.path.join(config.paths()['report_dir'], 'metrics.json')}")
+    report_dir = config.paths()["report_dir"]
+    print(f"report: {os.path.join(report_dir, 'index.html')} (page), {os.path.join(report_dir, 'metrics.json')}")
     return 0
 
 

@@ -426,6 +426,7 @@ def report_stage(
             "blessed": evaluation["blessed"] and bool(pushed_to),
             "pushed_to": pushed_to or None,
             "blessing": {"baseline": evaluation["baseline"], "reasons": reasons, "valid": evaluation["valid"]},
+            "protocol": evaluation.get("protocol", {}),
             "cache": {
                 "transform": _read_json(os.path.join(examples_dir, STAGE_FILE))["cache_hit"],
                 "train": _read_json(os.path.join(model_dir, STAGE_FILE))["cache_hit"],
