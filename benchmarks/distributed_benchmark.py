@@ -23,13 +23,14 @@ import time
 import numpy as np
 
 from benchmarks.machine import machine_line
+from model_keras.config import PRESETS
 from benchmarks.synthetic_examples import write_examples
 from schemas.vocabulary import Vocabulary
 
 SETTINGS = [
     "distribution=multi_worker",
-    "embed_dim=64",
-    "num_blocks=2",
+    f"embed_dim={PRESETS['pipeline']['embed_dim']}",
+    f"num_blocks={PRESETS['pipeline']['num_blocks']}",
     "num_experts=4",
     "num_cross_experts=3",
     "batch_size=128",

@@ -20,12 +20,16 @@ import time
 import numpy as np
 
 from benchmarks.machine import machine_line
+from model_keras.config import PRESETS
 from benchmarks.synthetic_examples import write_examples
 from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.train import build_model
 from model_keras.input_fn import make_dataset
 from schemas.vocabulary import Vocabulary
+
+
+PIPELINE = PRESETS["pipeline"]  # the model the pipeline serves (T: the default)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         write_examples(folder, args.users, vocab, rng)
         config = ModelConfig(
-            num_items=vocab.num_items, num_domains=vocab.num_domains, max_len=50, embed_dim=64, num_blocks=2
+            num_items=vocab.num_items,
+            num_domains=vocab.num_domains,
+            embed_dim=PIPELINE["embed_dim"],
+            num_blocks=PIPELINE["num_blocks"],
         )
         model = build_model(config, vocab, next(iter(make_dataset(folder, "train", vocab.num_domains, 2))))
         scorer = ModelScorer(model)
@@ -53,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(scorer, folder, "test", vocab, protocol)
             seconds = time.perf_counter() - started
             rows.append((label, result["all"]["users"], seconds))
-    print(f"SyNCRec r=64 T=50 2 blocks, {args.domains} domain(s) x {args.items:,} items; cores: {os.cpu_count()}\n{machine_line()}\n")
+    print(
+        f"SyNCRec r={PIPELINE['embed_dim']} T={ModelConfig.max_len} {PIPELINE['num_blocks']} blocks, "
+        f"{args.domains} domain(s) x {args.items:,} items; cores: {os.cpu_count()}\n{machine_line()}\n"
+    )
     print("| protocol | users | seconds | users/s |")
     print("|---|---:|---:|---:|")
     for label, users, seconds in rows:

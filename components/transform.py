@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 from components import readers
 from components.raw_log import TOO_MANY_DOMAINS
+from schemas import sequence_settings
 from schemas.features import COMPLETION_MARKER
 
 DEFAULT_INPUT = os.path.join(
@@ -45,9 +46,9 @@ class TransformConfig:
     input: str = DEFAULT_INPUT
     format: str = "syncrec"
     output: str = "out/examples"
-    max_len: int = 50
-    min_events: int = 3
-    min_item_count: int = 1
+    max_len: int = sequence_settings.default("max_len")
+    min_events: int = sequence_settings.default("min_events")
+    min_item_count: int = sequence_settings.default("min_item_count")
     domains: list[str] | None = None
     runner: str = "DirectRunner"
     item_map: str | None = None
@@ -64,12 +65,11 @@ class TransformConfig:
         """Raise InputError naming the flag for any setting out of range."""
         if self.format not in readers.FORMATS:
             raise readers.InputError(f"--format {self.format!r} is not one of {', '.join(readers.FORMATS)}")
-        if self.max_len < 1:
-            raise readers.InputError(f"--max-len must be >= 1 (got {self.max_len})")
-        if self.min_events < 3:
-            raise readers.InputError(f"--min-events must be >= 3 for leave-one-out (got {self.min_events})")
-        if self.min_item_count < 1:
-            raise readers.InputError(f"--min-item-count must be >= 1 (got {self.min_item_count})")
+        bad = sequence_settings.problems(
+            {"max_len": self.max_len, "min_events": self.min_events, "min_item_count": self.min_item_count}, "--"
+        )
+        if bad:
+            raise readers.InputError("; ".join(b.replace("_", "-") for b in bad))
         if self.duplicates not in ("drop", "keep"):
             raise readers.InputError(f"--duplicates must be drop or keep (got {self.duplicates!r})")
         if self.chunk_bytes < 1024:
@@ -333,11 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="input format (default: syncrec for the embedded sample, else raw)",
     )
     parser.add_argument("--output", required=True, help="output directory")
-    parser.add_argument("--max-len", type=int, default=50, help="T: keep the T most recent positions (paper: 128)")
-    parser.add_argument("--min-events", type=int, default=3, help="drop users with fewer events (>= 3)")
-    parser.add_argument(
-        "--min-item-count", type=int, default=1, help="items seen fewer times map to their domain's OOV id"
-    )
+    for name in sequence_settings.SEQUENCE_SETTINGS:
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=int, default=sequence_settings.default(name), help=sequence_settings.doc(name))
     parser.add_argument("--domains", default=None, help="comma-separated allow-list of domains; others are rejected")
     parser.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner runs in-process)")
     parser.add_argument(

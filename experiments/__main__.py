@@ -42,9 +42,10 @@ from experiments.runner import (
     run_variants,
     write_outputs,
 )
-from model_keras.config import ModelConfig, parse_settings
+from model_keras.config import PRESETS, ModelConfig, expand_preset, parse_settings
 from model_keras.evaluation import EvalProtocol
 from model_keras.train import add_protocol_flags, protocol_from_args
+from schemas import sequence_settings
 
 DEFAULT_MODELS = {
     "diagnose": "syncrec,mmoe,w/o ACMoE",
@@ -53,11 +54,7 @@ DEFAULT_MODELS = {
     "ablation": "full,w/o LC-NTG,w/o SC-MIM,w/o ACMoE,causal gates",
     "sweep": "syncrec",
 }
-# Converged runs at the paper's architecture (two attention blocks) with the embedding size 2 cores allow: r = 32
-# (an ABE epoch takes 10 s at r = 32 and 20 s at r = 64; the paper found r = 16 enough on Amazon, Fig. 3).
-# No run stops before epoch 50: GRU4Rec at seed 1 sat on a plateau after epoch 2 and patience alone ended it at
-# epoch 12, while every run that converged on ABE had its best epoch at 54 or later (so 50 changes none of them).
-BASE = {"epochs": 200, "patience": 10, "min_epochs": 50, "embed_dim": 32, "num_blocks": 2, "batch_size": 128}
+BASE = PRESETS["experiments"]  # converged runs (the preset says why these values)
 IMPROVEMENT_METRICS = ("HR@5", "NDCG@5", "MRR")
 
 
@@ -282,7 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--domain-names", default="", help="abxi: names of domain 0, 1, ...")
     parser.add_argument("--models", default=None, help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument(
+        "--max-len",
+        type=int,
+        default=None,
+        help=f"{sequence_settings.doc('max_len')}; default: the model settings' max_len, else "
+        f"{sequence_settings.default('max_len')}",
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -312,14 +315,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--seeds must be >= 1 (got {args.seeds})")
         args.protocol = protocol_from_args(args)
         args.report = [parse_protocol(p) for p in args.report_also]
-        base = {**BASE, **{k.removeprefix("model."): v for k, v in parse_settings(args.set).items()}}
+        sets = {k.removeprefix("model."): v for k, v in parse_settings(args.set).items()}
+        base = {**BASE, **expand_preset(sets)}  # a preset asked for overrides the base, as any --set does
+        max_len = args.max_len if args.max_len is not None else base.get("max_len", sequence_settings.default("max_len"))
         for variant in _variants(args.models):  # every setting checked before any work
             ModelConfig.from_dict({**base, **variant.settings}).validate_settings()
         os.makedirs(args.out, exist_ok=True)
         if args.command == "diagnose":  # reads finished runs and their examples as they are
             examples = os.path.join(args.out, "examples")
         else:
-            examples = prepare_examples(args.input, fmt, args.out, args.max_len, args.domain_names)
+            examples = prepare_examples(args.input, fmt, args.out, max_len, args.domain_names)
         results, outputs = COMMANDS[args.command](args, examples, base)
     except (ValueError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from components.transform import TransformConfig, output_is_current, run_transform
+from model_keras import registry
 from model_keras.config import POST_TRAINING_SETTINGS, ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
 from model_keras.metrics import domain_rows
@@ -38,9 +39,7 @@ MECHANISMS = {"use_lc_ntg": True, "use_sc_mim": True, "use_acmoe": True}
 VARIANTS = {
     "syncrec": Variant("syncrec"),
     "full": Variant("full", MECHANISMS),
-    "sasrec": Variant("sasrec", {"architecture": "sasrec"}),
-    "gru4rec": Variant("gru4rec", {"architecture": "gru4rec"}),
-    "bprmf": Variant("bprmf", {"architecture": "bprmf"}),
+    **{name: Variant(name, {"architecture": name}) for name in registry.names() if name != "syncrec"},  # baselines
     "mmoe": Variant("mmoe", {"use_acmoe": False, "use_lc_ntg": False, "use_sc_mim": False}),
     "sdsr": Variant("sdsr", {"architecture": "sasrec", "mode": "sdsr"}),
     "w/o LC-NTG": Variant("w/o LC-NTG", {**MECHANISMS, "use_lc_ntg": False}),

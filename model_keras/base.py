@@ -64,9 +64,18 @@ class SequentialRecommender(tf.keras.Model):
     def compute_losses(self, features, training=None) -> dict[str, tf.Tensor]:
         raise NotImplementedError
 
+    # A model that cannot build a user from a history (BPR-MF scores user ids) says why here; export refuses it.
+    not_servable_reason: str | None = None
+    # SyNCRec's per-domain choice of tower (a variable); models with one tower have none.
+    prediction_tower = None
+
     def user_representation(self, item_ids, training=False):
         """[B, r] from a cross-domain history (ids [B, T], left-padded, SOS first)."""
         raise NotImplementedError
+
+    def stacked_experts(self):
+        """The inference-only stacked form of the model's experts for the SavedModel, or None (no experts)."""
+        return None
 
     def single_user_representation(self, single_ids, domain, training=False):
         """[B, r] from the X^d of the given domain (single_ids [B, D, T]; the SDSR view)."""

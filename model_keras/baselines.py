@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from model_keras.base import SequentialRecommender, trim_to_longest
 from model_keras.layers.transformer import TransformerExpert, causal_padding_mask
-from model_keras.model import SyNCRec
 
 
 class SequenceBaseline(SequentialRecommender):
@@ -74,6 +73,10 @@ class BPRMF(SequentialRecommender):
     """Matrix factorisation with BPR: score = p_u . q_i; p_u from the hashed user id, one per train target."""
 
     USER_BUCKETS = 1 << 20
+    not_servable_reason = (
+        "BPR-MF scores a user by the id it was trained on, not by a history, so it cannot answer a request for a "
+        "new history; serve a sequence model (syncrec, sasrec, gru4rec)"
+    )
 
     def __init__(self, config, domain_ranges, domain_names=None, **kwargs):
         super().__init__(config, domain_ranges, domain_names, **kwargs)
@@ -96,11 +99,12 @@ class BPRMF(SequentialRecommender):
         return {"loss": self.reduce(per_step, domains, targets > 0, tf.shape(targets)[0])}
 
     def user_representation(self, item_ids, training=False):
-        raise ValueError(
-            "BPR-MF scores users, not histories: use representation_for(batch), which reads batch['user_id']"
-        )
+        raise ValueError(self.not_servable_reason)
 
-    def representation_for(self, batch, view: str = "cross"):
+    def representation_for(self, batch, view: str = "served"):
+        """Every view is the user's own vector: BPR-MF has one tower and reads no history."""
+        if view not in ("served", "cross", "single"):
+            raise ValueError(f"view must be 'served', 'cross' or 'single' (got {view!r})")
         return self._user_vectors(batch["user_id"])
 
     def build_for(self, batch):
@@ -108,5 +112,3 @@ class BPRMF(SequentialRecommender):
         self.compute_losses(batch)
         return self
 
-
-ARCHITECTURES = {"syncrec": SyNCRec, "sasrec": SASRec, "gru4rec": GRU4Rec, "bprmf": BPRMF}

@@ -13,11 +13,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from model_keras import registry
+from schemas import sequence_settings
+
 LOSSES = ("bce", "bpr", "eq8")
 REDUCTIONS = ("sum", "mean", "domain_mean")
 LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
-ARCHITECTURES = ("syncrec", "sasrec", "gru4rec", "bprmf")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # model_keras.distribute
 PREDICTION_TOWERS = ("valid", "cross")
 # Settings applied to the selected weights after training (train.apply_prediction_towers): they do not change
@@ -47,7 +49,7 @@ class ModelConfig:
 
     num_items: int = 0
     num_domains: int = 0
-    max_len: int = 50  # T
+    max_len: int = sequence_settings.default("max_len")  # T (reset from the examples when training)
     embed_dim: int = 64  # r
     num_experts: int = 4  # K
     num_cross_experts: int = 3  # j: experts 1..j learn only from the cross-domain task (1 <= j <= K-1)
@@ -79,7 +81,7 @@ class ModelConfig:
     # errors (2: a gain that the particular valid users would explain about 2% of the time). The cross tower is
     # the paper's and the default; on a small valid split a noisy win must not replace it. 0: any gain.
     tower_choice_margin: float = 2.0
-    architecture: str = "syncrec"  # or a baseline: "sasrec", "gru4rec", "bprmf" (model_keras/baselines.py)
+    architecture: str = "syncrec"  # or any name in model_keras/registry.py: "sasrec", "gru4rec", "bprmf", ...
     learning_rate: float = 1e-3
     batch_size: int = 128
     epochs: int = 200  # the most epochs; training stops earlier when valid NDCG@10 stalls for `patience`
@@ -106,8 +108,8 @@ class ModelConfig:
                 problems.append(f"{f.name} must be a string (got {value!r})")
         if problems:  # ranges only make sense on values of the right type
             return problems
+        problems += sequence_settings.problems({"max_len": self.max_len})
         ranges = {
-            "max_len": (1, 4096),
             "embed_dim": (1, 4096),
             "num_experts": (1, 64),
             "num_blocks": (1, 64),
@@ -126,7 +128,7 @@ class ModelConfig:
             ("loss_reduction", REDUCTIONS),
             ("lambda_scale", LAMBDA_SCALES),
             ("mode", MODES),
-            ("architecture", ARCHITECTURES),
+            ("architecture", registry.names()),
             ("distribution", DISTRIBUTIONS),
             ("prediction_towers", PREDICTION_TOWERS),
         ):
@@ -191,7 +193,17 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
+# Named settings for the contexts that need other values than the defaults above; each value is written here
+# only (`python -m pipeline settings` prints them). `--set preset=NAME` applies one; later --set flags win.
 PRESETS: dict[str, dict[str, Any]] = {
+    # What run-local, submit and schedule train (pipeline.config.DEFAULT_MODEL): a budget a scheduled retrain
+    # can afford on the embedded sample's scale; early stopping ends it sooner.
+    "pipeline": {"epochs": 30, "patience": 5, "embed_dim": 64, "num_blocks": 2, "batch_size": 128},
+    # The experiments' converged runs at the paper's architecture with the embedding size 2 cores allow:
+    # r = 32 (an ABE epoch takes 10 s at r = 32, 20 s at r = 64; the paper found r = 16 enough on Amazon,
+    # Fig. 3). No run stops before epoch 50: GRU4Rec at seed 1 sat on a plateau after epoch 2 and patience
+    # alone ended it at epoch 12, while every run that converged on ABE had its best epoch at 54 or later.
+    "experiments": {"epochs": 200, "patience": 10, "min_epochs": 50, "embed_dim": 32, "num_blocks": 2, "batch_size": 128},
     # §5.2.3 and §4: r = T = batch = 128, K = 4 (Amazon), two single-head blocks, j = 0.2K (at least 1),
     # Eq. 8/9/12 as written (per-position sums, lambda summing to one), delta fixed at 1, all three mechanisms.
     "paper": {

@@ -96,6 +96,11 @@ class SyNCRec(SequentialRecommender):
     def domain_terms(self):
         return ("phi", "lambda")
 
+    def stacked_experts(self):
+        from model_keras.layers.stacked_experts import StackedExperts
+
+        return StackedExperts(self.acmoe)
+
     # ------------------------------------------------------------------ forward
     def encode(self, features, training=None) -> Encoded:
         """X and every X^d through ACMoE and the towers (Eq. 2-4), each trimmed to its longest sequence."""

@@ -37,7 +37,6 @@ import os
 
 import tensorflow as tf
 
-from model_keras.layers.stacked_experts import StackedExperts
 from schemas.vocabulary import SOS_ID
 
 KEY_SEPARATOR = "\t"  # ids cannot contain control characters (raw-log validation)
@@ -91,7 +90,7 @@ class ServingModule(tf.Module):
         self.scoring_table = tf.Variable(model.embedding.item_table.read_value(), trainable=False, name="scoring_table")
         self.domain_list = ", ".join(vocabulary.domain_names)
         # SyNCRec's K experts as one stacked computation: a request's encoder pass is dispatch-bound.
-        self.stacked_experts = StackedExperts(model.acmoe) if hasattr(model, "acmoe") else None
+        self.stacked_experts = model.stacked_experts()
 
     def _user_representation(self, history, target_domain):
         """What the model serves for each row's target domain (base.served_representation), from the whole
@@ -332,6 +331,8 @@ def export_saved_model(
     model, max_len: int, vocabulary, path: str, extra_files: dict[str, dict] | None = None, exclude_history: bool = True
 ) -> str:
     """Write the SavedModel (three named signatures), the warmup requests and JSON side files into `path`."""
+    if model.not_servable_reason:
+        raise ValueError(f"{model.config.architecture} cannot be exported for serving: {model.not_servable_reason}")
     module = ServingModule(model, max_len, vocabulary, exclude_history)
     signatures = {
         "serving_default": module.recommend,

@@ -50,11 +50,9 @@ class TrainingDiverged(ValueError):
 
 def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
     """The model named by `config.architecture`, with every weight created and an optimizer."""
-    from model_keras.baselines import ARCHITECTURES
+    from model_keras import registry
 
-    model = ARCHITECTURES[config.architecture](
-        config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names, name=config.architecture
-    )
+    model = registry.build(config, vocabulary)
     model.build_for(sample_batch)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     return model
@@ -254,11 +252,14 @@ def run_fn(
         examples_dir, "train", vocabulary.num_domains, size, shuffle=True, seed=config.seed
     )  # noqa: E731
     sample = next(iter(batches(config.batch_size)))
-    config.num_items, config.num_domains, config.max_len = (
-        vocabulary.num_items,
-        vocabulary.num_domains,
-        int(sample["item"].shape[1]),
-    )
+    examples_t = int(sample["item"].shape[1])
+    if config.max_len not in (examples_t, ModelConfig.max_len):
+        print(
+            f"max_len: the examples hold T = {examples_t}, not the {config.max_len} asked for; training with "
+            f"T = {examples_t} (transform with --max-len {config.max_len} to train with it)",
+            file=sys.stderr,
+        )
+    config.num_items, config.num_domains, config.max_len = vocabulary.num_items, vocabulary.num_domains, examples_t
     config.validate()
     with strategy.scope():
         model = build_model(config, vocabulary, sample)
@@ -303,7 +304,7 @@ def run_fn(
     towers = apply_prediction_towers(model, config, examples_dir, vocabulary, protocol)
     if towers is not None:
         valid_result = evaluate(ModelScorer(model), examples_dir, "valid", vocabulary, protocol)
-    if validation.state["best_epoch"] and hasattr(model, "prediction_tower"):
+    if validation.state["best_epoch"] and model.prediction_tower is not None:
         model.save_weights(os.path.join(output_dir, "best", "weights"))  # with the towers (load_trained reads them)
     previous = _previous_summary(output_dir)
     summary = {

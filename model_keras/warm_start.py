@@ -34,11 +34,9 @@ def load_exported(saved_model_dir: str) -> tuple[SequentialRecommender, Vocabula
     with open(os.path.join(extra, "model_config.json"), encoding="utf-8") as handle:
         config = ModelConfig.from_dict(json.load(handle))
     vocabulary = Vocabulary.load(os.path.join(extra, "vocabulary.json"))
-    from model_keras.baselines import ARCHITECTURES
+    from model_keras import registry
 
-    model = ARCHITECTURES[config.architecture](
-        config, [(d.start, d.end) for d in vocabulary.domains], vocabulary.domain_names
-    )
+    model = registry.build(config, vocabulary)
     model.build_for(dummy_batch(config))
     model.load_weights(os.path.join(extra, "checkpoint", "weights")).expect_partial()
     return model, vocabulary

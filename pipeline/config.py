@@ -23,10 +23,12 @@ import yaml
 
 from components.readers import FORMATS
 from components.transform import DEFAULT_INPUT
-from model_keras.config import ModelConfig, parse_settings
+from model_keras import registry
+from model_keras.config import PRESETS, ModelConfig, parse_settings
+from schemas import sequence_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = {"epochs": 30, "patience": 5, "embed_dim": 64, "num_blocks": 2, "batch_size": 128}
+DEFAULT_MODEL = PRESETS["pipeline"]  # the model settings a pipeline run trains with (model_keras/config.py)
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 KUBEFLOW_SERVING_ROOT = "/models"
 ALIASES = {"input": "input_path", "format": "input_format"}  # command-line flag names
@@ -60,9 +62,9 @@ class PipelineConfig:
         os.path.relpath(DEFAULT_INPUT, REPO), "raw logs: files, directories or globs, comma-separated"
     )
     input_format: str = runtime("syncrec", f"one of {', '.join(FORMATS)}")
-    max_len: int = runtime(50, "T: the most recent steps kept per sequence")
-    min_events: int = runtime(3, "users with fewer events are quarantined (>= 3 for leave-one-out)")
-    min_item_count: int = runtime(1, "items seen fewer times map to their domain's OOV id")
+    max_len: int = runtime(sequence_settings.default("max_len"), sequence_settings.doc("max_len"))
+    min_events: int = runtime(sequence_settings.default("min_events"), sequence_settings.doc("min_events"))
+    min_item_count: int = runtime(sequence_settings.default("min_item_count"), sequence_settings.doc("min_item_count"))
     domains: str = runtime("", "comma-separated allow-list of domains ('' = any)")
     domain_names: str = runtime("", "abxi: names of domain 0, 1, ...")
     warm_start: str = runtime("", "'' or 'none' = from scratch, 'latest' = the last pushed model, or a SavedModel path")
@@ -109,12 +111,7 @@ class PipelineConfig:
             return out
         checks = [
             (self.input_format in FORMATS, f"input_format must be one of {list(FORMATS)} (got {self.input_format!r})"),
-            (1 <= self.max_len <= 4096, f"max_len must be in [1, 4096] (got {self.max_len})"),
-            (3 <= self.min_events <= 1_000_000, f"min_events must be in [3, 1000000] (got {self.min_events})"),
-            (
-                1 <= self.min_item_count <= 1_000_000,
-                f"min_item_count must be in [1, 1000000] (got {self.min_item_count})",
-            ),
+
             (1 <= self.num_negatives <= 100_000, f"num_negatives must be in [1, 100000] (got {self.num_negatives})"),
             (
                 self.negative_pool in ("domain", "all"),
@@ -144,10 +141,18 @@ class PipelineConfig:
             (bool(self.input_path.strip()), "input_path must name at least one file, directory or glob"),
         ]
         out = [message for ok, message in checks if not ok]
+        out += sequence_settings.problems(
+            {"max_len": self.max_len, "min_events": self.min_events, "min_item_count": self.min_item_count}
+        )
         try:
             out += [f"model.{p}" for p in ModelConfig.from_dict(self.model).setting_problems()]
         except ValueError as err:
             out.append(str(err))
+        architecture = self.model.get("architecture", "syncrec")
+        if architecture != ModelConfig.architecture and architecture in registry.names():  # imports that model only
+            reason = registry.model_class(architecture).not_servable_reason
+            if reason:
+                out.append(f"model.architecture={architecture}: the pipeline pushes a model to serve, and {reason}")
         return out
 
     def validate(self) -> "PipelineConfig":
@@ -259,11 +264,13 @@ def load_config(yaml_path: str | None = None, sets: list[str] | None = None, **f
 
 
 def describe_settings() -> str:
-    """Every pipeline setting with its default and doc (for `python -m pipeline settings`)."""
+    """Every pipeline setting with its default and doc, then the model presets (`python -m pipeline settings`)."""
     lines = []
     for f in dataclasses.fields(PipelineConfig):
         default = f.default if f.name != "model" else DEFAULT_MODEL
-        lines.append(f"{f.name:<22} {default!r:<34} {f.metadata.get('doc', '')}")
+        lines.append(f"{f.name:<24} {default!r:<34} {f.metadata.get('doc', '')}")
+    lines += ["", "model presets (--set preset=NAME; later --set flags win; model_keras/config.py):"]
+    lines += [f"  {name:<12} {values}" for name, values in PRESETS.items()]
     return "\n".join(lines)
 
 

@@ -33,6 +33,10 @@ NOT_PACKAGES = {
     "docs": "documentation and figures",
     "tests": "the suite itself: may import anything",
 }
+# Files allowed an import of a computed name, each with where the names point and what checks it.
+COMPUTED_IMPORTS = {
+    "model_keras/registry.py": "the modules named in MODELS, all inside model_keras (tests/model_keras/test_registry.py)",
+}
 DYNAMIC_IMPORTERS = {("importlib", "import_module"), ("", "__import__"), ("importlib", "__import__")}
 
 
@@ -73,6 +77,8 @@ def test_package_imports_only_what_is_below_it(package):
     bad = {}
     for path in sorted((REPO / package).rglob("*.py")):
         wrong = project_imports(path) - ALLOWED[package] - {package}
+        if str(path.relative_to(REPO)) in COMPUTED_IMPORTS:
+            wrong.discard("<computed>")
         if wrong:
             bad[str(path.relative_to(REPO))] = sorted(wrong)
     assert not bad, f"imports against the dependency rule (see tests/test_layering.py): {bad}"

@@ -245,7 +245,7 @@ def test_cli_fails_with_one_clear_message(tmp_path):
     result = run_cli("--input", str(tmp_path / "bad.csv"), "--format", "raw", "--output", str(tmp_path / "o"))
     assert result.returncode == 2 and "lacks ['user_id', 'item_id', 'domain', 'timestamp']" in result.stderr
     result = run_cli("--output", str(tmp_path / "o"), "--max-len", "0")
-    assert result.returncode == 2 and "--max-len must be >= 1" in result.stderr
+    assert result.returncode == 2 and "--max-len must be in [1, 4096] (got 0)" in result.stderr
 
 
 @pytest.mark.slow
