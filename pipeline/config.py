@@ -25,6 +25,7 @@ from components.readers import FORMATS
 from components.transform import DEFAULT_INPUT
 from model_keras import registry
 from model_keras.config import PRESETS, ModelConfig, parse_settings
+from pipeline.stage_table import STAGES, Stage
 from schemas import sequence_settings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -275,16 +276,6 @@ def describe_settings() -> str:
 
 
 @dataclass(frozen=True)
-class Resources:
-    """Kubernetes requests and limits of one component's container."""
-
-    cpu_request: str
-    cpu_limit: str
-    memory_request: str
-    memory_limit: str
-
-
-@dataclass(frozen=True)
 class KubeflowConfig:
     """How the compiled pipeline runs on a cluster (compile-time: image, volume, caching, retries, resources).
 
@@ -294,28 +285,8 @@ class KubeflowConfig:
     image: str = "syncrec:latest"
     enable_caching: bool = True  # Kubeflow's task cache (`compile --no-cache` turns it off)
     models_mount: str = KUBEFLOW_SERVING_ROOT
-    resources: dict = field(
-        default_factory=lambda: {
-            "fingerprint-inputs": Resources("100m", "1", "256M", "1G"),
-            "import-schema": Resources("100m", "1", "256M", "1G"),
-            "transform-examples": Resources("2", "4", "4G", "8G"),
-            "validate-examples": Resources("1", "2", "2G", "4G"),
-            "resolve-baseline": Resources("100m", "1", "256M", "1G"),
-            "train-model": Resources("4", "8", "8G", "16G"),
-            "evaluate-model": Resources("2", "4", "4G", "8G"),
-            "push-model": Resources("500m", "2", "2G", "4G"),
-            "skip-push": Resources("100m", "1", "256M", "1G"),
-            "write-report": Resources("100m", "1", "512M", "2G"),
-        }
-    )
-    retries: dict = field(default_factory=lambda: {"train-model": 2, "push-model": 3})  # with exponential backoff
-    timeouts_s: dict = field(
-        default_factory=lambda: {
-            "transform-examples": 6 * 3600,
-            "validate-examples": 3600,
-            "train-model": 24 * 3600,
-            "evaluate-model": 3600,
-            "push-model": 1800,
-        }
-    )
-    default_timeout_s: int = 600
+    # Derived from pipeline/stage_table.py (one row a stage), keyed by Kubeflow task name.
+    resources: dict = field(default_factory=lambda: {s.task: s.resources for s in STAGES})
+    retries: dict = field(default_factory=lambda: {s.task: s.retries for s in STAGES if s.retries})
+    timeouts_s: dict = field(default_factory=lambda: {s.task: s.timeout_s for s in STAGES})
+    default_timeout_s: int = Stage.timeout_s

@@ -18,6 +18,7 @@ from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from pipeline.config import KubeflowConfig, pipeline_parameters
+from pipeline.stage_table import BY_KEY, STAGES
 from pipeline.stages import DRIFT_SETTINGS
 
 KUBEFLOW = KubeflowConfig(
@@ -233,34 +234,34 @@ def write_report(
     report.metadata.update({"pushed_to": pushed_to, **{k: v for k, v in result.items() if k in ("blessed", "all")}})
 
 
-def _on_cluster(task, name: str, models_pvc=None):
-    """Resources, caching, retries and timeout from KubeflowConfig; the models volume where needed. The tasks
-    that read what the cache key cannot see (NEVER_CACHED) always run."""
-    resources = KUBEFLOW.resources[name]
+def _on_cluster(task, key: str, models_pvc=None):
+    """Display name, resources, caching, retries and timeout from the stage table (pipeline/stage_table.py); the
+    models volume where the stage uses it. Stages that read what the cache key cannot see are never cached."""
+    stage = BY_KEY[key]
+    assert task.name == stage.task, f"stage {key!r}: the component is {task.name}, the table says {stage.task}"
+    task.set_display_name(stage.display)
+    resources = stage.resources
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
-    task.set_caching_options(KUBEFLOW.enable_caching and name not in NEVER_CACHED)
-    if name in KUBEFLOW.retries:
-        task.set_retry(
-            num_retries=KUBEFLOW.retries[name], backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s"
-        )
-    kubernetes.set_timeout(task, KUBEFLOW.timeouts_s.get(name, KUBEFLOW.default_timeout_s))
-    if models_pvc is not None:
+    task.set_caching_options(KUBEFLOW.enable_caching and stage.cached)
+    if stage.retries:
+        task.set_retry(num_retries=stage.retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+    kubernetes.set_timeout(task, stage.timeout_s)
+    if stage.models_volume:
         kubernetes.mount_pvc(task, pvc_name=models_pvc, mount_path=KUBEFLOW.models_mount)
     return task
 
 
-# Tasks that read or write the serving root, which must be the shared models volume on a cluster.
-USES_MODELS_VOLUME = ("resolve-baseline", "validate-examples", "train-model", "evaluate-model", "push-model", "write-report")
-# Tasks whose answer depends on what a volume or bucket holds now, which Kubeflow's cache key never sees.
-NEVER_CACHED = ("fingerprint-inputs", "resolve-baseline")
+# Views of the stage table the tests and docs read, by Kubeflow task name.
+USES_MODELS_VOLUME = tuple(s.task for s in STAGES if s.models_volume)
+NEVER_CACHED = tuple(s.task for s in STAGES if not s.cached)
 
 
 def _pipeline_body(*values):
     p = dict(zip(PARAMETERS, values))
-    schema = _on_cluster(import_schema().set_display_name("ImportSchemaGen"), "import-schema")
+    schema = _on_cluster(import_schema(), "schema")
     fingerprint = _on_cluster(
-        fingerprint_inputs(input_path=p["input_path"]).set_display_name("InputFingerprint"), "fingerprint-inputs"
+        fingerprint_inputs(input_path=p["input_path"]), "fingerprint"
     )
     transform = _on_cluster(
         transform_examples(
@@ -273,13 +274,13 @@ def _pipeline_body(*values):
             domains=p["domains"],
             domain_names=p["domain_names"],
             cache_dir=p["cache_dir"],
-        ).set_display_name("Transform"),
-        "transform-examples",
+        ),
+        "transform",
     )
     examples = transform.outputs["examples"]
     resolver = _on_cluster(
-        resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]).set_display_name("Resolver"),
-        "resolve-baseline",
+        resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]),
+        "resolve",
         p["models_pvc"],
     )
     validate = _on_cluster(
@@ -290,8 +291,8 @@ def _pipeline_body(*values):
             baseline=resolver.output,
             **{name: p[name] for name in DRIFT_SETTINGS},
             report_dir=p["report_dir"],
-        ).set_display_name("ExampleValidator"),
-        "validate-examples",
+        ),
+        "validate",
         p["models_pvc"],
     )
     train = _on_cluster(
@@ -302,8 +303,8 @@ def _pipeline_body(*values):
             warm_start=p["warm_start"],
             baseline=resolver.output,
             cache_dir=p["cache_dir"],
-        ).set_display_name("Trainer"),
-        "train-model",
+        ),
+        "train",
         p["models_pvc"],
     )
     evaluate = _on_cluster(
@@ -315,8 +316,8 @@ def _pipeline_body(*values):
             num_negatives=p["num_negatives"],
             negative_pool=p["negative_pool"],
             full_ranking=p["full_ranking"],
-        ).set_display_name("Evaluator"),
-        "evaluate-model",
+        ),
+        "evaluate",
         p["models_pvc"],
     )
     with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
@@ -329,12 +330,12 @@ def _pipeline_body(*values):
                 model_name=p["model_name"],
                 blessing_tolerance=p["blessing_tolerance"],
                 push_as_canary=p["push_as_canary"],
-            ).set_display_name("Pusher"),
-            "push-model",
+            ),
+            "push",
             p["models_pvc"],
         )
     with dsl.Else(name="not-blessed"):
-        skipped = _on_cluster(skip_push().set_display_name("NotPushed"), "skip-push")
+        skipped = _on_cluster(skip_push(), "skip")
     _on_cluster(
         write_report(
             examples=examples,
@@ -345,8 +346,8 @@ def _pipeline_body(*values):
             serving_root=p["serving_root"],
             model_name=p["model_name"],
             report_dir=p["report_dir"],
-        ).set_display_name("Report"),
-        "write-report",
+        ),
+        "report",
         p["models_pvc"],
     )
 

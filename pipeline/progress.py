@@ -15,20 +15,11 @@ import sys
 import threading
 import time
 
+from pipeline.stage_table import STAGES
+
 ENV = "SYNCREC_PROGRESS_FILE"
 CLEAR_LINE = "\r\033[K"  # carriage return + erase line: the epoch bar is redrawn in place on a terminal
-STAGE_NAMES = {
-    "fingerprint": "InputFingerprint",
-    "schema": "ImportSchemaGen",
-    "transform": "Transform",
-    "validate": "ExampleValidator",
-    "resolve": "Resolver",
-    "train": "Trainer",
-    "evaluate": "Evaluator",
-    "push": "Pusher",
-    "skip": "NotPushed",
-    "report": "Report",
-}
+STAGE_NAMES = {s.key: s.display for s in STAGES}  # pipeline/stage_table.py
 
 
 def note(event: str, stage: str, **fields) -> None:

@@ -89,6 +89,23 @@ def test_the_report_renders_in_the_kubeflow_run_page_and_the_validator_sees_the_
                      "drift_max_oov_rate", "drift_max_new_labels"}
 
 
+def test_the_stage_table_is_the_graph(spec):
+    """Every task of the compiled pipeline has its row in pipeline/stage_table.py and every row is a task, under
+    the display name the row gives; run-local's progress lines use the same names."""
+    from pipeline.progress import STAGE_NAMES
+    from pipeline.stage_table import STAGES
+
+    pipeline_spec, _ = spec
+    tasks = {
+        **pipeline_spec["root"]["dag"]["tasks"],
+        **{k: v for c in pipeline_spec["components"].values() for k, v in c.get("dag", {}).get("tasks", {}).items()},
+    }
+    tasks = {name: t for name, t in tasks.items() if not name.startswith("condition")}
+    assert set(tasks) == {s.task for s in STAGES}
+    assert {name: t["taskInfo"]["name"] for name, t in tasks.items()} == {s.task: s.display for s in STAGES}
+    assert STAGE_NAMES == {s.key: s.display for s in STAGES}
+
+
 def test_every_runtime_setting_is_a_pipeline_parameter_with_its_default(spec):
     pipeline_spec, _ = spec
     parameters = pipeline_spec["root"]["inputDefinitions"]["parameters"]
