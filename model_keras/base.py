@@ -144,10 +144,39 @@ class SequentialRecommender(tf.keras.Model):
         uniform = uniform[first : first + rows][..., self.config.max_len - tf.shape(targets)[-1] :]
         return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
 
+    def shared_negatives(self, salt: int):
+        """[D + 1, N] item ids: N negatives a domain, drawn uniformly from V^d once per step and shared by every
+        position of the batch (row 0, for PAD targets, is PAD); the same on every replica (stateless, keyed by
+        step, seed and salt)."""
+        n = self.config.num_train_negatives
+        step = (
+            tf.cast(self.optimizer.iterations, tf.int32)
+            if getattr(self, "optimizer", None) is not None
+            else tf.constant(0)
+        )
+        uniform = tf.random.stateless_uniform(
+            [self.config.num_domains + 1, n], seed=tf.stack([step, salt + 7919 * self.config.seed + 104729])
+        )
+        domains = tf.broadcast_to(tf.range(self.config.num_domains + 1)[:, tf.newaxis], [self.config.num_domains + 1, n])
+        return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
+
     def position_loss(self, representation, targets, domains, salt: int = 0):
-        """Eq. 8/9 at every position: the target against one negative drawn from its domain."""
-        negatives = self.negatives(targets, domains, salt)
+        """Eq. 8/9 at every position: the target against one negative drawn from its domain; with
+        loss="softmax", against `num_train_negatives` negatives of its domain (sampled softmax)."""
         table = self.embedding.item_table
+        if self.config.loss == "softmax":
+            negatives = self.shared_negatives(salt)  # [D+1, N]
+            flat = tf.reshape(negatives, [-1])
+            logits = tf.einsum("...r,nr->...n", representation, tf.gather(table, flat))  # [..., (D+1)N]
+            logits = tf.reshape(logits, tf.concat([tf.shape(targets), tf.shape(negatives)], 0))  # [..., D+1, N]
+            logits = tf.reduce_sum(
+                logits * tf.one_hot(domains, self.config.num_domains + 1, dtype=logits.dtype)[..., tf.newaxis], -2
+            )  # [..., N]: the negatives of the target's domain
+            drawn = tf.gather(negatives, domains)  # [..., N]
+            valid = tf.not_equal(drawn, targets[..., tf.newaxis])
+            pos = tf.reduce_sum(representation * tf.gather(table, targets), -1)
+            return losses.sampled_softmax_loss(pos, logits, valid, self.config.softmax_temperature)
+        negatives = self.negatives(targets, domains, salt)
         return losses.pairwise_loss(
             tf.reduce_sum(representation * tf.gather(table, targets), -1),
             tf.reduce_sum(representation * tf.gather(table, negatives), -1),

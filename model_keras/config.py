@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from model_keras import registry
 from schemas import sequence_settings
 
-LOSSES = ("bce", "bpr", "eq8")
+LOSSES = ("bce", "bpr", "eq8", "softmax")
 REDUCTIONS = ("sum", "mean", "domain_mean")
 LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
@@ -56,7 +56,10 @@ class ModelConfig:
     num_blocks: int = 2  # transformer blocks per expert (the paper: two)
     num_heads: int = 1
     dropout: float = 0.2
-    loss: str = "bce"  # "eq8": Eq. 8 literally; "bpr": log-sigmoid of the logit gap; "bce": official code
+    loss: str = "bce"  # "eq8": Eq. 8 literally; "bpr": log-sigmoid of the logit gap; "bce": official code;
+    # "softmax": sampled softmax over num_train_negatives negatives of the target's domain (ABXI, gSASRec)
+    num_train_negatives: int = 128  # loss="softmax": negatives a domain, shared by the batch's positions
+    softmax_temperature: float = 0.75  # loss="softmax": logits are divided by it (ABXI's 0.75)
     # How per-position losses become one number, for every model and every term alike:
     # "sum": Eq. 8/9/12 (sum over a sequence's positions, mean over the batch's sequences);
     # "mean": mean over all positions of the batch; "domain_mean": mean per domain, then over domains.
@@ -117,6 +120,7 @@ class ModelConfig:
             "batch_size": (1, 65536),
             "epochs": (1, 100_000),
             "patience": (0, 100_000),
+            "num_train_negatives": (1, 100_000),
             "min_epochs": (0, 100_000),
             "seed": (0, 2**31 - 1),
         }
@@ -142,7 +146,7 @@ class ModelConfig:
             problems.append(f"learning_rate must be in (0, 10] (got {self.learning_rate})")
         if not 0.0 <= self.tower_choice_margin <= 100.0:
             problems.append(f"tower_choice_margin must be in [0, 100] standard errors (got {self.tower_choice_margin})")
-        for name in ("temperature", "mim_temperature"):
+        for name in ("temperature", "mim_temperature", "softmax_temperature"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.embed_dim % self.num_heads:

@@ -33,6 +33,19 @@ def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce")
     raise ValueError(f"unknown pairwise loss {kind!r}")
 
 
+def sampled_softmax_loss(
+    pos_logit: tf.Tensor, neg_logits: tf.Tensor, neg_valid: tf.Tensor, temperature: float
+) -> tf.Tensor:
+    """Per-position cross-entropy of the target against N sampled negatives of its domain, at a temperature.
+
+    pos_logit [...], neg_logits [..., N], neg_valid [..., N] (False: a negative of another domain, or the
+    target itself drawn as a negative: left out). Uniform sampling within the domain needs no logQ correction:
+    every negative has the same proposal probability, which cancels in the softmax."""
+    neg = tf.where(neg_valid, neg_logits, tf.fill(tf.shape(neg_logits), -1e9))
+    logits = tf.concat([pos_logit[..., tf.newaxis], neg], axis=-1) / temperature
+    return tf.reduce_logsumexp(logits, axis=-1) - logits[..., 0]
+
+
 def sample_negatives(
     target_domain: tf.Tensor, domain_start: tf.Tensor, domain_count: tf.Tensor, uniform: tf.Tensor | None = None
 ) -> tf.Tensor:

@@ -201,6 +201,14 @@ class BatchScheduler:
             )
         task = _Task(inputs, size)
         with self._cond:
+            if self._stopping:  # the version was unloaded after this request picked it: answer it on its own
+                batch = _Batch(started=time.monotonic(), tasks=[task], size=size, closed=True)
+            else:
+                batch = None
+        if batch is not None:
+            self._run_batch(batch)
+            return self._result(task)
+        with self._cond:
             batch = self._batches[-1] if self._batches and not self._batches[-1].closed else None
             if batch is None or batch.size + size > self.params.max_batch_size:
                 if batch is not None:
@@ -214,11 +222,16 @@ class BatchScheduler:
             batch.closed = batch.closed or batch.size >= self.params.max_batch_size
             self._cond.notify_all()
         task.done.wait()
+        return self._result(task)
+
+    @staticmethod
+    def _result(task: _Task) -> dict:
         if task.error is not None:
             raise task.error
         return task.outputs
 
     def stop(self) -> None:
+        """No new batches; the threads finish every request already queued, then end."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -226,16 +239,17 @@ class BatchScheduler:
     def _next_batch(self) -> _Batch | None:
         timeout = self.params.batch_timeout_micros / 1e6
         with self._cond:
-            while not self._stopping:
+            while True:
                 if self._batches:
                     first = self._batches[0]
                     wait = first.started + timeout - time.monotonic()
-                    if first.closed or wait <= 0:
+                    if first.closed or wait <= 0 or self._stopping:
                         return self._batches.popleft()
                     self._cond.wait(wait)
+                elif self._stopping:
+                    return None
                 else:
                     self._cond.wait()
-            return None
 
     def _work(self) -> None:
         while (batch := self._next_batch()) is not None:

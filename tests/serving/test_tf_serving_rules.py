@@ -266,3 +266,15 @@ def test_an_undecodable_request_is_invalid_argument_and_the_server_answers_on(ba
         build_batch_request("syncrec", [[("A-1", "A")]], ["B"], [2]), timeout=DEADLINE
     )
     assert tf.make_ndarray(response.outputs["item_ids"]).shape == (1, 2)
+
+
+def test_a_request_that_picked_a_version_just_unloaded_is_still_answered():
+    """The race the version swap opens: a request takes the old version, the poller unloads it (its batch threads
+    stop), then the request reaches the old version's queue. Queued requests are drained, later ones run alone."""
+    from serving.batching import BatchScheduler
+
+    params = BatchingParameters.parse(TEST_BATCHING)
+    scheduler = BatchScheduler(params, lambda merged: {"y": merged["x"] * 2})
+    pending = concurrently([lambda: scheduler.run({"x": np.array([1])}), lambda: (scheduler.stop(), None)[1]])
+    assert pending[0]["y"].tolist() == [2]
+    assert scheduler.run({"x": np.array([3, 4])})["y"].tolist() == [6, 8]  # after stop: answered on its own
