@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=int, default=sequence_settings.default(name), help=sequence_settings.doc(name))
     parser.add_argument("--domains", default=None, help="comma-separated allow-list of domains; others are rejected")
-    parser.add_argument("--runner", default="DirectRunner", help="Beam runner (DirectRunner runs in-process)")
+    parser.add_argument("--runner", default=TransformConfig.runner, help="Beam runner (DirectRunner runs in-process)")
     parser.add_argument(
         "--item-map", default=None, help="abxi: item map JSON (default: map_item_50.txt beside the input)"
     )
@@ -349,17 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--duplicates",
         choices=("keep", "drop"),
-        default="keep",
+        default=TransformConfig.duplicates,
         help="exact duplicate events (same user, item, domain, time): keep and count them (default) or quarantine them",
     )
     parser.add_argument(
-        "--chunk-mb", type=int, default=64, help="large text inputs are read in ranges of this many MiB, in parallel"
+        "--chunk-mb",
+        type=int,
+        default=TransformConfig.chunk_bytes >> 20,
+        help="large text inputs are read in ranges of this many MiB, in parallel",
     )
     parser.add_argument("--verbose", action="store_true", help="show Beam's own log")
     parser.add_argument(
         "--max-domains",
         type=int,
-        default=100,
+        default=TransformConfig.max_domains,
         help="refuse inputs with more domains (the model's cost grows with them)",
     )
     return parser

@@ -111,3 +111,52 @@ def test_keras_backend_is_chosen_in_one_place():
         and p.parts[len(REPO.parts)] != "tests"
     ]
     assert setters == ["model_keras/__init__.py"]
+
+
+# Rules inside a package: these modules may be imported only by the ones named (the orchestration sits on top
+# of the stages: a stage never reaches up into the KFP definition, the Kubeflow client or the command line), and
+# model_keras/layers/ only imports other layers (models are built from layers, never the reverse).
+IMPORTED_ONLY_BY = {
+    "pipeline.kfp_pipeline": {"pipeline.kubeflow", "pipeline.__main__"},
+    "pipeline.kubeflow": {"pipeline.__main__"},
+    "pipeline.__main__": set(),
+    "experiments.__main__": set(),
+}
+
+
+def module_imports(path: Path) -> set[str]:
+    """Full dotted names of the project modules a file imports (from X import Y counts X and X.Y)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] in ALLOWED}
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def test_rules_inside_packages():
+    bad = []
+    for package in ALLOWED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            importer, imported = module_name(path), module_imports(path)
+            for target, importers in IMPORTED_ONLY_BY.items():
+                if target in imported and importer not in importers | {target}:
+                    bad.append(f"{importer} imports {target} (only {sorted(importers) or 'nothing'} may)")
+            if importer.startswith("model_keras.layers."):
+                bad += [
+                    f"{importer} imports {name}: layers import only layers"
+                    for name in imported
+                    if name.startswith("model_keras.") and not name.startswith("model_keras.layers")
+                ]
+    assert not bad, bad
+
+
+def test_inside_rules_see_from_imports(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("from pipeline import kfp_pipeline\nimport pipeline.kubeflow\n")
+    assert {"pipeline.kfp_pipeline", "pipeline.kubeflow"} <= module_imports(sample)
