@@ -86,6 +86,10 @@ class ModelConfig:
     tower_choice_margin: float = 2.0
     architecture: str = "syncrec"  # or any name in model_keras/registry.py: "sasrec", "gru4rec", "bprmf", ...
     learning_rate: float = 1e-3
+    weight_decay: float = 0.0  # > 0: AdamW with this decoupled weight decay (ABXI: 1e-3)
+    warmup_epochs: int = 0  # the learning rate rises linearly to learning_rate over these epochs (ABXI: 5)
+    lr_plateau_patience: int = 0  # > 0: times lr_plateau_factor after this many epochs without a better valid
+    lr_plateau_factor: float = 0.3162  # ABXI's decay (sqrt(0.1)), after 30 flat epochs there
     batch_size: int = 128
     epochs: int = 200  # the most epochs; training stops earlier when valid NDCG@10 stalls for `patience`
     patience: int = 10  # epochs without a better valid NDCG@10 before stopping (0: never stop early)
@@ -121,6 +125,8 @@ class ModelConfig:
             "epochs": (1, 100_000),
             "patience": (0, 100_000),
             "num_train_negatives": (1, 100_000),
+            "warmup_epochs": (0, 100_000),
+            "lr_plateau_patience": (0, 100_000),
             "min_epochs": (0, 100_000),
             "seed": (0, 2**31 - 1),
         }
@@ -144,6 +150,10 @@ class ModelConfig:
             problems.append(f"eta must be in [0, 1] (got {self.eta})")
         if not 0.0 < self.learning_rate <= 10.0:
             problems.append(f"learning_rate must be in (0, 10] (got {self.learning_rate})")
+        if not 0.0 <= self.weight_decay < 1.0:
+            problems.append(f"weight_decay must be in [0, 1) (got {self.weight_decay})")
+        if not 0.0 < self.lr_plateau_factor <= 1.0:
+            problems.append(f"lr_plateau_factor must be in (0, 1] (got {self.lr_plateau_factor})")
         if not 0.0 <= self.tower_choice_margin <= 100.0:
             problems.append(f"tower_choice_margin must be in [0, 100] standard errors (got {self.tower_choice_margin})")
         for name in ("temperature", "mim_temperature", "softmax_temperature"):

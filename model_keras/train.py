@@ -54,8 +54,45 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
 
     model = registry.build(config, vocabulary)
     model.build_for(sample_batch)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    if config.weight_decay > 0:  # decoupled weight decay (AdamW), ABXI's regulariser
+        optimizer = tf.keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+    model.compile(optimizer=optimizer)
     return model
+
+
+class LearningRateSchedule(tf.keras.callbacks.Callback):
+    """Linear warm-up over `warmup_epochs`, then the learning rate times `lr_plateau_factor` whenever valid
+    NDCG@10 has not improved for `lr_plateau_patience` epochs (0: never). It reads the selection state, so it
+    follows the same valid figure that selects and stops, and it resumes with the run (the rate is an optimizer
+    variable, saved in the checkpoint)."""
+
+    def __init__(self, config: ModelConfig, validation):
+        super().__init__()
+        self.config, self.validation = config, validation
+
+    @property
+    def last_decay(self) -> int:
+        return self.validation.state.get("last_lr_decay", 0)  # kept in the selection state: resumes with it
+
+    def on_epoch_begin(self, epoch, logs=None):
+        c = self.config
+        if c.warmup_epochs and epoch < c.warmup_epochs:
+            self.model.optimizer.learning_rate.assign(c.learning_rate * (epoch + 1) / c.warmup_epochs)
+        elif c.warmup_epochs and epoch == c.warmup_epochs and self.last_decay == 0:
+            self.model.optimizer.learning_rate.assign(c.learning_rate)
+
+    def on_epoch_end(self, epoch, logs=None):
+        c, done = self.config, epoch + 1
+        stalled = done - max(self.validation.state["best_epoch"], self.last_decay, c.warmup_epochs)
+        if c.lr_plateau_patience and stalled >= c.lr_plateau_patience:
+            rate = self.model.optimizer.learning_rate
+            rate.assign(rate * c.lr_plateau_factor)
+            self.validation.state["last_lr_decay"] = done
+            self.validation._save_state()
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
 
 
 class ValidationCallback(tf.keras.callbacks.Callback):
@@ -279,6 +316,7 @@ def run_fn(
     )
     callbacks = [
         validation,
+        LearningRateSchedule(config, validation),
         *callbacks,
         save_epoch,
         tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), update_freq="epoch"),

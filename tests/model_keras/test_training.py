@@ -379,3 +379,35 @@ def test_warm_start_pairs_every_weight_across_loss_settings(trained, sample_exam
     assert warm_start(target, vocab, exported)["variables_skipped"] == 0
     for new, old in zip(model_weights(target), model_weights(source), strict=True):
         np.testing.assert_array_equal(new.numpy(), old.numpy(), err_msg=new.name)
+
+
+def test_warm_up_and_plateau_decay_of_the_learning_rate(sample_examples):
+    """The rate rises over warmup_epochs, then falls by lr_plateau_factor after lr_plateau_patience epochs without
+    a better valid NDCG@10 (read from the selection state, where the last decay is kept for a resume)."""
+    from model_keras.train import LearningRateSchedule, build_model
+    from model_keras.input_fn import make_dataset
+    from schemas.vocabulary import Vocabulary
+
+    config = ModelConfig(**dict(SMALL, warmup_epochs=2, lr_plateau_patience=2, weight_decay=1e-3))
+    vocab = Vocabulary.load(str(sample_examples[0] / "vocabulary.json"))
+    sample = next(iter(make_dataset(str(sample_examples[0]), "valid", vocab.num_domains, 2)))
+    config.num_items, config.num_domains, config.max_len = vocab.num_items, vocab.num_domains, int(sample["item"].shape[1])
+    model = build_model(config, vocab, sample)
+    assert type(model.optimizer).__name__ == "AdamW"  # weight_decay > 0
+
+    class Selection:  # what ValidationCallback keeps: the best epoch so far is epoch 2
+        state = {"best_epoch": 2}
+
+        def _save_state(self):
+            pass
+
+    schedule = LearningRateSchedule(config, Selection())
+    schedule.set_model(model)
+    rates = []
+    for epoch in range(7):
+        schedule.on_epoch_begin(epoch)
+        rates.append(float(model.optimizer.learning_rate.numpy()))
+        schedule.on_epoch_end(epoch)
+    lr, factor = config.learning_rate, config.lr_plateau_factor
+    np.testing.assert_allclose(rates, [lr / 2, lr, lr, lr, lr * factor, lr * factor, lr * factor**2], rtol=1e-5)
+    assert Selection.state["last_lr_decay"] == 6
