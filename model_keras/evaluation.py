@@ -21,39 +21,8 @@ import tensorflow as tf
 
 from schemas.vocabulary import FIRST_ITEM_ID, Vocabulary
 from model_keras.input_fn import make_dataset
+from model_keras.protocol import POOLS, EvalProtocol  # noqa: F401 (re-exported)
 from model_keras.metrics import METRICS, format_metrics, rank_metrics  # noqa: F401 (re-exported)
-
-
-@dataclass(frozen=True)
-class EvalProtocol:
-    """How the label is ranked: among `num_negatives` sampled items (from its domain or from all items)
-    that the user has not interacted with, or among all items of its domain (`full_ranking`)."""
-
-    num_negatives: int = 99
-    pool: str = "domain"  # "domain" or "all"
-    full_ranking: bool = False
-    seed: int = 0
-    batch_size: int = 256
-
-    def __post_init__(self):
-        if self.pool not in ("domain", "all"):
-            raise ValueError(f"negatives must come from 'domain' or 'all' (got {self.pool!r})")
-        if (
-            isinstance(self.num_negatives, bool)
-            or not isinstance(self.num_negatives, int)
-            or not 1 <= self.num_negatives <= 100_000
-        ):
-            raise ValueError(
-                f"the number of negatives must be a whole number in [1, 100000] (got {self.num_negatives!r})"
-            )
-
-    def describe(self) -> str:
-        """One line for reports, e.g. '99 negatives from the label's domain'."""
-        if self.full_ranking:
-            return "full ranking over the label's domain"
-        return f"{self.num_negatives} negatives from " + (
-            "the label's domain" if self.pool == "domain" else "all items"
-        )
 
 
 def label_ranks(

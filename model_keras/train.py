@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from model_keras import distribute
 from model_keras.config import ModelConfig, parse_settings
-from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate, format_metrics, rank_users
+from model_keras.evaluation import POOLS, EvalProtocol, ModelScorer, evaluate, format_metrics, rank_users
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import paired_gain, rank_metrics, towers_line
 from model_keras.signatures import export_saved_model
@@ -400,11 +400,13 @@ def load_trained(output_dir: str, examples_dir: str):
 
 def add_protocol_flags(parser: argparse.ArgumentParser) -> None:
     """--negatives, --negatives-from, --full-ranking: the evaluation protocol (shared by the CLIs)."""
-    parser.add_argument("--negatives", type=int, default=99, help="sampled negatives per user (ABXI: 999)")
+    parser.add_argument(
+        "--negatives", type=int, default=EvalProtocol.num_negatives, help="sampled negatives per user (ABXI: 999)"
+    )
     parser.add_argument(
         "--negatives-from",
-        choices=("domain", "all"),
-        default="domain",
+        choices=POOLS,
+        default=EvalProtocol.pool,
         help="draw negatives from the label's domain (default) or from all items (the official SyNCRec code)",
     )
     parser.add_argument(

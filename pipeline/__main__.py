@@ -167,7 +167,7 @@ def format_report(report: dict) -> str:
 
     from pipeline.report_page import chance_ndcg10
 
-    negatives = report.get("protocol", {}).get("num_negatives", 99)
+    negatives = report.get("protocol", {}).get("num_negatives", PipelineConfig.num_negatives)
     lines = [format_metrics(report, "test split, per domain"), ""]
     lines.append(
         f"test NDCG@10 {report['all']['NDCG@10']:.4f}; a random ranking of the label among {negatives + 1} candidates "

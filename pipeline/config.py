@@ -25,6 +25,7 @@ from components.readers import FORMATS
 from components.transform import DEFAULT_INPUT
 from model_keras import registry
 from model_keras.config import PRESETS, ModelConfig, parse_settings
+from model_keras.protocol import POOLS, EvalProtocol
 from pipeline.stage_table import STAGES, Stage
 from schemas import sequence_settings
 
@@ -69,9 +70,9 @@ class PipelineConfig:
     domains: str = runtime("", "comma-separated allow-list of domains ('' = any)")
     domain_names: str = runtime("", "abxi: names of domain 0, 1, ...")
     warm_start: str = runtime("", "'' or 'none' = from scratch, 'latest' = the last pushed model, or a SavedModel path")
-    num_negatives: int = runtime(99, "evaluation: sampled negatives per user")
-    negative_pool: str = runtime("domain", "evaluation: negatives from the label's 'domain' or from 'all' items")
-    full_ranking: bool = runtime(False, "evaluation: rank the label among all items of its domain")
+    num_negatives: int = runtime(EvalProtocol.num_negatives, "evaluation: sampled negatives per user")
+    negative_pool: str = runtime(EvalProtocol.pool, "evaluation: negatives from the label's 'domain' or from 'all' items")
+    full_ranking: bool = runtime(EvalProtocol.full_ranking, "evaluation: rank the label among all items of its domain")
     blessing_tolerance: float = runtime(0.01, "a domain's valid NDCG@10 may drop this much below the served model's")
     max_rejected_fraction: float = runtime(0.5, "more quarantined rows than this stops the run")
     drift_action: str = runtime("stop", "a drift anomaly against the served model's data: 'stop' the run or 'warn'")
@@ -115,7 +116,7 @@ class PipelineConfig:
 
             (1 <= self.num_negatives <= 100_000, f"num_negatives must be in [1, 100000] (got {self.num_negatives})"),
             (
-                self.negative_pool in ("domain", "all"),
+                self.negative_pool in POOLS,
                 f"negative_pool must be 'domain' or 'all' (got {self.negative_pool!r})",
             ),
             (

@@ -70,7 +70,9 @@ def _history_plot(records: list[dict]) -> str | None:
 
 def render(report: dict, evaluation: dict, training: dict, drift: dict | None, records: list[dict]) -> tuple[str, str]:
     """(Markdown, HTML) of one run."""
-    negatives = (evaluation.get("protocol") or {}).get("num_negatives", 99)
+    from model_keras.protocol import EvalProtocol
+
+    negatives = (evaluation.get("protocol") or {}).get("num_negatives", EvalProtocol.num_negatives)
     chance = chance_ndcg10(negatives)
     test_all = report["all"]["NDCG@10"]
     md = [
