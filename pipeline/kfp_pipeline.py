@@ -12,6 +12,7 @@ pipeline.config (one definition each); Kubeflow settings come from pipeline.conf
 
 import inspect
 import os
+from collections import namedtuple
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
@@ -258,67 +259,67 @@ NEVER_CACHED = tuple(s.task for s in STAGES if not s.cached)
 
 
 def _pipeline_body(*values):
-    p = dict(zip(PARAMETERS, values))
+    p = Parameters(*values)  # attribute access: a misspelt parameter fails the compile, not a run
     schema = _on_cluster(import_schema(), "schema")
     fingerprint = _on_cluster(
-        fingerprint_inputs(input_path=p["input_path"]), "fingerprint"
+        fingerprint_inputs(input_path=p.input_path), "fingerprint"
     )
     transform = _on_cluster(
         transform_examples(
-            input_path=p["input_path"],
+            input_path=p.input_path,
             input_fingerprint=fingerprint.output,
-            input_format=p["input_format"],
-            max_len=p["max_len"],
-            min_events=p["min_events"],
-            min_item_count=p["min_item_count"],
-            domains=p["domains"],
-            domain_names=p["domain_names"],
-            cache_dir=p["cache_dir"],
+            input_format=p.input_format,
+            max_len=p.max_len,
+            min_events=p.min_events,
+            min_item_count=p.min_item_count,
+            domains=p.domains,
+            domain_names=p.domain_names,
+            cache_dir=p.cache_dir,
         ),
         "transform",
     )
     examples = transform.outputs["examples"]
     resolver = _on_cluster(
-        resolve_baseline(serving_root=p["serving_root"], model_name=p["model_name"]),
+        resolve_baseline(serving_root=p.serving_root, model_name=p.model_name),
         "resolve",
-        p["models_pvc"],
+        p.models_pvc,
     )
     validate = _on_cluster(
         validate_examples(
             examples=examples,
             schema=schema.outputs["schema"],
-            max_rejected_fraction=p["max_rejected_fraction"],
+            max_rejected_fraction=p.max_rejected_fraction,
             baseline=resolver.output,
-            **{name: p[name] for name in DRIFT_SETTINGS},
-            report_dir=p["report_dir"],
+            **{name: getattr(p, name) for name in DRIFT_SETTINGS},
+            report_dir=p.report_dir,
         ),
         "validate",
-        p["models_pvc"],
+        p.models_pvc,
     )
     train = _on_cluster(
         train_model(
             examples=examples,
             anomalies=validate.outputs["anomalies"],
-            model_settings=p["model_settings"],
-            warm_start=p["warm_start"],
+            model_settings=p.model_settings,
+            warm_start=p.warm_start,
             baseline=resolver.output,
-            cache_dir=p["cache_dir"],
+            cache_dir=p.cache_dir,
         ),
         "train",
-        p["models_pvc"],
+        p.models_pvc,
     )
     evaluate = _on_cluster(
         evaluate_model(
             examples=examples,
             model=train.outputs["model"],
             baseline=resolver.output,
-            blessing_tolerance=p["blessing_tolerance"],
-            num_negatives=p["num_negatives"],
-            negative_pool=p["negative_pool"],
-            full_ranking=p["full_ranking"],
+            blessing_tolerance=p.blessing_tolerance,
+            num_negatives=p.num_negatives,
+            negative_pool=p.negative_pool,
+            full_ranking=p.full_ranking,
         ),
         "evaluate",
-        p["models_pvc"],
+        p.models_pvc,
     )
     with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712 (a KFP condition, not a Python test)
         push = _on_cluster(
@@ -326,13 +327,13 @@ def _pipeline_body(*values):
                 model=train.outputs["model"],
                 blessing=evaluate.outputs["blessing"],
                 examples=examples,
-                serving_root=p["serving_root"],
-                model_name=p["model_name"],
-                blessing_tolerance=p["blessing_tolerance"],
-                push_as_canary=p["push_as_canary"],
+                serving_root=p.serving_root,
+                model_name=p.model_name,
+                blessing_tolerance=p.blessing_tolerance,
+                push_as_canary=p.push_as_canary,
             ),
             "push",
-            p["models_pvc"],
+            p.models_pvc,
         )
     with dsl.Else(name="not-blessed"):
         skipped = _on_cluster(skip_push(), "skip")
@@ -343,16 +344,17 @@ def _pipeline_body(*values):
             blessing=evaluate.outputs["blessing"],
             anomalies=validate.outputs["anomalies"],
             pushed_to=dsl.OneOf(push.outputs["Output"], skipped.output),
-            serving_root=p["serving_root"],
-            model_name=p["model_name"],
-            report_dir=p["report_dir"],
+            serving_root=p.serving_root,
+            model_name=p.model_name,
+            report_dir=p.report_dir,
         ),
         "report",
-        p["models_pvc"],
+        p.models_pvc,
     )
 
 
 PARAMETERS = pipeline_parameters()
+Parameters = namedtuple("Parameters", list(PARAMETERS))  # the pipeline's parameters, from pipeline.config
 _pipeline_body.__signature__ = inspect.Signature(
     [
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=kind)
