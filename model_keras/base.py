@@ -167,11 +167,11 @@ class SequentialRecommender(tf.keras.Model):
         if self.config.loss == "softmax":
             negatives = self.shared_negatives(salt)  # [D+1, N]
             flat = tf.reshape(negatives, [-1])
-            logits = tf.einsum("...r,nr->...n", representation, tf.gather(table, flat))  # [..., (D+1)N]
-            logits = tf.reshape(logits, tf.concat([tf.shape(targets), tf.shape(negatives)], 0))  # [..., D+1, N]
-            logits = tf.reduce_sum(
-                logits * tf.one_hot(domains, self.config.num_domains + 1, dtype=logits.dtype)[..., tf.newaxis], -2
-            )  # [..., N]: the negatives of the target's domain
+            rows = tf.reshape(representation, [-1, tf.shape(representation)[-1]])  # one 2-D matmul for all positions
+            logits = tf.matmul(rows, tf.gather(table, flat), transpose_b=True)  # [P, (D+1)N]
+            logits = tf.reshape(logits, [-1, self.config.num_domains + 1, self.config.num_train_negatives])
+            logits = tf.gather(logits, tf.reshape(domains, [-1]), batch_dims=1)  # [P, N]: the target's domain only
+            logits = tf.reshape(logits, tf.concat([tf.shape(targets), [self.config.num_train_negatives]], 0))
             drawn = tf.gather(negatives, domains)  # [..., N]
             valid = tf.not_equal(drawn, targets[..., tf.newaxis])
             pos = tf.reduce_sum(representation * tf.gather(table, targets), -1)
