@@ -30,6 +30,9 @@ class SavedModelScorer(Scorer):
 
     def __init__(self, saved_model_dir: str, vocabulary: Vocabulary):
         self.signature = tf.saved_model.load(saved_model_dir).signatures["score_items"]
+        # A model pushed before the signatures were batched takes no history_length: it stays comparable
+        # as a baseline (the first retrain after an upgrade blesses against it).
+        self.takes_lengths = "history_length" in self.signature.structured_input_signature[1]
         names = vocabulary.item_names()
         names[0] = names[1] = ""  # PAD and SOS are not history items
         self.item_names = np.array(names, dtype=object)
@@ -60,10 +63,11 @@ class SavedModelScorer(Scorer):
 
     def score_candidates(self, batch, candidates):
         items, domains = self.histories(batch)
+        lengths = {"history_length": tf.fill([len(items)], items.shape[1])} if self.takes_lengths else {}
         result = self.signature(
             history_items=tf.constant(self.item_names[items].astype(str)),
             history_domains=tf.constant(self.domain_names[domains].astype(str)),
-            history_length=tf.fill([len(items)], items.shape[1]),
+            **lengths,
             target_domain=tf.constant(self.domain_names[batch["label_domain"].numpy()].astype(str)),
             candidate_items=tf.constant(self.item_names[candidates].astype(str)),
         )

@@ -279,3 +279,34 @@ def test_chance_level_of_the_sampled_protocol():
 
     assert chance_ndcg10(99) == pytest.approx(0.0454, abs=1e-4)  # what the quick start's 0.06 is compared with
     assert chance_ndcg10(0) == 1.0
+
+
+def test_a_baseline_pushed_before_the_batched_signatures_is_still_scored(sample_examples, tmp_path):
+    """The first retrain after an upgrade blesses against a served model whose score_items takes no history_length."""
+    import numpy as np
+    import tensorflow as tf
+
+    from model_keras.input_fn import make_dataset
+    from pipeline.blessing import SavedModelScorer
+    from schemas.vocabulary import Vocabulary
+
+    class Old(tf.Module):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None], tf.string, name="history_items"),
+                tf.TensorSpec([None, None], tf.string, name="history_domains"),
+                tf.TensorSpec([None], tf.string, name="target_domain"),
+                tf.TensorSpec([None, None], tf.string, name="candidate_items"),
+            ]
+        )
+        def score_items(self, history_items, history_domains, target_domain, candidate_items):
+            return {"scores": tf.strings.to_number(tf.strings.substr(candidate_items, 0, 0) + "1")}
+
+    old = Old()
+    tf.saved_model.save(old, str(tmp_path / "old"), signatures={"score_items": old.score_items})
+    vocab = Vocabulary.load(str(sample_examples[0] / "vocabulary.json"))
+    batch = next(iter(make_dataset(str(sample_examples[0]), "valid", vocab.num_domains, 8)))
+    scorer = SavedModelScorer(str(tmp_path / "old"), vocab)
+    assert not scorer.takes_lengths
+    scores = scorer.score_candidates(batch, np.full((len(batch["item"].numpy()), 3), 5, np.int32))
+    assert scores.shape == (len(batch["item"].numpy()), 3) and (scores == 1).all()
