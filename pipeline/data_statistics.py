@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
-
 import numpy as np
 
 STATISTICS_FILE = "data_statistics.json"
@@ -34,26 +32,28 @@ def example_statistics(examples_dir: str, served_vocabulary=None) -> dict:
     with open(os.path.join(examples_dir, "stats.json"), encoding="utf-8") as handle:
         stats = json.load(handle)
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
-    oov = {d.oov_id: d.name for d in vocabulary.domains}
-    window_events, oov_events, items, users, multi = Counter(), Counter(), Counter(), 0, 0
+    oov_ids = np.array([d.oov_id for d in vocabulary.domains])
+    size = vocabulary.num_domains + 1
+    window_events, oov_events = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    item_counts = np.zeros(vocabulary.num_items, np.int64)
+    users = multi = 0
     labels: list[tuple[int, str]] = []
     names = vocabulary.item_names()
-    for batch in make_dataset(examples_dir, "test", vocabulary.num_domains, batch_size=512):
+    for batch in make_dataset(examples_dir, "test", vocabulary.num_domains, batch_size=512):  # one pass, vectorised
         ids, domains = batch["item"].numpy(), batch["domain"].numpy()
-        for row_ids, row_domains in zip(ids, domains):
-            real = row_domains > 0
-            users += 1
-            multi += len(set(row_domains[real].tolist())) > 1
-            for item, domain in zip(row_ids[real].tolist(), row_domains[real].tolist()):
-                window_events[domain] += 1
-                items[item] += 1
-                if item in oov:
-                    oov_events[domain] += 1
+        real = domains > 0
+        users += len(ids)
+        present = np.stack([(domains == d).any(axis=1) for d in range(1, size)], axis=1)
+        multi += int(np.sum(present.sum(axis=1) > 1))
+        window_events += np.bincount(domains[real], minlength=size)
+        item_counts += np.bincount(ids[real], minlength=vocabulary.num_items)
+        is_oov = real & np.isin(ids, oov_ids)
+        oov_events += np.bincount(domains[is_oov], minlength=size)
         labels += [
             (d, names[i]) for d, i in zip(batch["label_domain"].numpy().tolist(), batch["label_item"].numpy().tolist())
         ]
+    counts = sorted(item_counts[item_counts > 0].tolist(), reverse=True)
     total = max(sum(d["interactions"] for d in stats["domains"].values()), 1)
-    counts = sorted(items.values(), reverse=True)
     head = max(1, math.ceil(HEAD_FRACTION * len(counts))) if counts else 0
     result = {
         "users": stats["users"],
@@ -65,7 +65,7 @@ def example_statistics(examples_dir: str, served_vocabulary=None) -> dict:
                 "events": d["interactions"],
                 "items": d["items"],
                 "share": d["interactions"] / total,
-                "oov_rate": oov_events[d["id"]] / max(window_events[d["id"]], 1),
+                "oov_rate": float(oov_events[d["id"]] / max(window_events[d["id"]], 1)),
             }
             for name, d in stats["domains"].items()
         },

@@ -20,7 +20,7 @@ def history_path(serving_root: str, model_name: str) -> str:
     return os.path.join(serving_root, HISTORY_DIR, f"{model_name}.jsonl")
 
 
-def _at_best_epoch(training: dict, term: str) -> dict:
+def at_best_epoch(training: dict, term: str) -> dict:
     """{domain: value} of a per-domain training term (lambda, phi) at the selected epoch ({} if none)."""
     best = training.get("best_epoch") or 0
     found = {}
@@ -47,8 +47,8 @@ def push_record(version_path: str, evaluation: dict, training: dict, statistics:
         "test": {d: {m: v[m] for m in ("HR@10", "NDCG@10", "MRR")} for d, v in evaluation["test"]["domains"].items()},
         "test_all_ndcg10": evaluation["test"]["all"]["NDCG@10"],
         "valid": {d: v["NDCG@10"] for d, v in evaluation["valid"]["domains"].items()},
-        "lambda": _at_best_epoch(training, "lambda"),
-        "phi": _at_best_epoch(training, "phi"),
+        "lambda": at_best_epoch(training, "lambda"),
+        "phi": at_best_epoch(training, "phi"),
         "towers": {d: t.get("tower", "cross") for d, t in towers.items()},
         "blessing": evaluation.get("reasons", []),
         "best_epoch": training.get("best_epoch"),

@@ -130,6 +130,7 @@ def train_model(
             baseline=baseline,
             cache_dir=cache_dir,
             model_dir=model.path,
+            anomalies_dir=anomalies.path,
         )
     )
 

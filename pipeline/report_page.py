@@ -104,7 +104,7 @@ def render(report: dict, evaluation: dict, training: dict, drift: dict | None, r
         md.append("Nothing was served before this run (or it was pushed before data statistics were stored): no comparison.")
     md += ["", "## λ, φ and the tower serving each domain", ""]
     towers = training.get("prediction_towers") or {}
-    lam, phi = history._at_best_epoch(training, "lambda"), history._at_best_epoch(training, "phi")
+    lam, phi = history.at_best_epoch(training, "lambda"), history.at_best_epoch(training, "phi")
     if lam or towers:
         md += ["| domain | λ | φ | tower | single − cross valid NDCG@10 (± s.e.) |", "|---|---:|---:|---|---|"]
         for domain in report["domains"]:

@@ -217,7 +217,14 @@ def resolve_baseline_stage(*, serving_root: str, model_name: str) -> str:
 
 
 def train_stage(
-    *, examples_dir: str, model_settings: str, warm_start: str, baseline: str, cache_dir: str, model_dir: str
+    *,
+    examples_dir: str,
+    model_settings: str,
+    warm_start: str,
+    baseline: str,
+    cache_dir: str,
+    model_dir: str,
+    anomalies_dir: str = "",
 ) -> dict:
     """Trainer: model_keras.train.run_fn, reused from the cache for the same examples, settings, start and code.
 
@@ -244,7 +251,7 @@ def train_stage(
                 examples_dir, model_dir, config, warm_start=start, verbose=0, callbacks=[EpochProgress(config.epochs)]
             )
             shutil.rmtree(os.path.join(model_dir, "checkpoints"), ignore_errors=True)  # resume state is not an output
-            _store_statistics(examples_dir, model_dir)
+            _store_statistics(examples_dir, model_dir, anomalies_dir)
             cache.store(cache_dir, "train", key, model_dir)
         training = _read_json(os.path.join(model_dir, "training.json"))
         stage = {"cache_hit": hit, "key": key, "warm_start": start}
@@ -259,13 +266,17 @@ def train_stage(
         return stage
 
 
-def _store_statistics(examples_dir: str, model_dir: str) -> None:
-    """The statistics of the data a model learned from, pushed with it (the next run's drift check reads them)."""
+def _store_statistics(examples_dir: str, model_dir: str, anomalies_dir: str = "") -> None:
+    """The statistics of the data a model learned from, pushed with it (the next run's drift check reads them):
+    the ones the ExampleValidator computed (drift.json), or computed here when there are none."""
     from pipeline.data_statistics import STATISTICS_FILE, example_statistics
 
-    _write_json(
-        os.path.join(model_dir, "saved_model", "assets.extra", STATISTICS_FILE), example_statistics(examples_dir)
-    )
+    drift_path = os.path.join(anomalies_dir, DRIFT_FILE) if anomalies_dir else ""
+    if drift_path and os.path.exists(drift_path):
+        statistics = _read_json(drift_path)["statistics"]
+    else:
+        statistics = example_statistics(examples_dir)
+    _write_json(os.path.join(model_dir, "saved_model", "assets.extra", STATISTICS_FILE), statistics)
 
 
 class EpochProgress:
