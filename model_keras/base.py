@@ -73,6 +73,11 @@ class SequentialRecommender(tf.keras.Model):
         """[B, r] from a cross-domain history (ids [B, T], left-padded, SOS first)."""
         raise NotImplementedError
 
+    def cross_representation(self, item_ids, domain, stacked_experts=None):
+        """[B, r] from a cross-domain history for target domain `domain` [B]: user_representation, unless the model
+        reads the target domain (SyNCRec with `cross_tower_per_domain`)."""
+        return self.user_representation(item_ids)
+
     def stacked_experts(self):
         """The inference-only stacked form of the model's experts for the SavedModel, or None (no experts)."""
         return None
@@ -95,7 +100,7 @@ class SequentialRecommender(tf.keras.Model):
         if view == "single":
             return self.single_user_representation(batch["single_item"], batch["label_domain"])
         if view == "cross":
-            return self.user_representation(batch["item"])
+            return self.cross_representation(batch["item"], batch["label_domain"])
         if view != "served":
             raise ValueError(f"view must be 'served', 'cross' or 'single' (got {view!r})")
         domain_ids = tf.gather(batch["single_item"], batch["label_domain"] - 1, batch_dims=1)
@@ -230,5 +235,6 @@ class SequentialRecommender(tf.keras.Model):
     def build_for(self, batch):
         """Create every weight by running the losses and the inference path once on a batch."""
         self.compute_losses({k: batch[k] for k in (*MODEL_FEATURES, "user_id") if k in batch}, training=False)
-        self.user_representation(batch["item"])
+        domain = batch["label_domain"] if "label_domain" in batch else tf.ones([tf.shape(batch["item"])[0]], tf.int32)
+        self.cross_representation(batch["item"], domain)
         return self

@@ -80,7 +80,9 @@ def distributed_dataset(strategy: tf.distribute.Strategy, make, global_batch: in
         block = global_batch // context.num_input_pipelines
         first = context.input_pipeline_id * block
         per_replica = context.get_per_replica_batch_size(global_batch)
-        dataset = make(global_batch).take(steps)
+        # Only whole global batches (with length-sorted batches the last of each epoch is partial wherever the
+        # shuffle puts it): every worker then cuts the same blocks and runs the same number of steps.
+        dataset = make(global_batch).filter(lambda batch: tf.shape(batch["item"])[0] == global_batch).take(steps)
         dataset = dataset.map(lambda batch: {k: v[first : first + block] for k, v in batch.items()})
         # Repeated: with steps_per_epoch, Keras keeps one iterator across epochs (a finite one would end after
         # the first epoch and every later epoch would run no step); each repetition reshuffles as a new epoch does.

@@ -65,8 +65,15 @@ def make_dataset(
     seed: int = 0,
     repeat: bool = False,
     shuffle_buffer: int = 10_000,
+    sort_window: int = 0,
 ) -> tf.data.Dataset:
-    """Batched, parsed dataset of one split. Keeps the last partial batch: every user counts."""
+    """Batched, parsed dataset of one split. Keeps the last partial batch: every user counts.
+
+    `sort_window` > 1 (training): the shuffled examples are taken `sort_window` batches at a time, sorted by
+    history length within that window, cut into batches and those batches shuffled again. A batch then holds
+    histories of similar length, so `base.trim_to_longest` drops most of its padding (on
+    amazon-beauty-electronics, histories of 8 to 48 events, a random batch's longest is about 48 and a sorted
+    one's about the batch's own length): the same examples an epoch, each once, in far fewer padded steps."""
     files = split_files(examples_dir, split)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
@@ -81,9 +88,21 @@ def make_dataset(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=False)
+    window = batch_size * sort_window if sort_window > 1 else batch_size
+    dataset = dataset.batch(window, drop_remainder=False)
     specs = feature_spec(num_domains)
     dataset = dataset.map(
         lambda s: parse_batch(s, num_domains, specs), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
+    if sort_window > 1:
+        dataset = dataset.flat_map(lambda features: _sorted_batches(features, batch_size))
+        dataset = dataset.shuffle(sort_window, seed=seed, reshuffle_each_iteration=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _sorted_batches(features: dict[str, tf.Tensor], batch_size: int) -> tf.data.Dataset:
+    """One parsed window of examples -> batches of `batch_size` in order of history length (ties keep order)."""
+    lengths = tf.reduce_sum(tf.cast(features["item"] > 0, tf.int32), axis=-1)
+    order = tf.argsort(lengths, stable=True)
+    ordered = {name: tf.gather(value, order) for name, value in features.items()}
+    return tf.data.Dataset.from_tensor_slices(ordered).batch(batch_size, drop_remainder=False)

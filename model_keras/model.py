@@ -56,7 +56,9 @@ class SyNCRec(SequentialRecommender):
             name="acmoe",
         )
         self.single_towers = Towers(c.num_domains, c.embed_dim, c.dropout, name="single_towers")
-        self.cross_tower = Towers(1, c.embed_dim, c.dropout, name="cross_tower")
+        # h^cross: one tower (Eq. 4), or one per target domain (`cross_tower_per_domain`): position t is read by the
+        # tower of the domain its next item belongs to, which training and serving both know (ABXI's task guidance)
+        self.cross_tower = Towers(c.num_domains if c.cross_tower_per_domain else 1, c.embed_dim, c.dropout, name="cross_tower")
         self.mim_bilinear = self.add_weight(
             name="mim_bilinear", shape=[c.embed_dim, c.embed_dim], initializer=tf.keras.initializers.Identity()
         )
@@ -113,15 +115,28 @@ class SyNCRec(SequentialRecommender):
         f_single, g_single = self.acmoe.single(self.embed(single_ids, training), single_ids, training)
         f_cross, g_cross = self.acmoe.cross(self.embed(cross_ids, training), cross_ids, training)
         y_single = self.single_towers(f_single, training=training)
-        y_cross = self.cross_tower(f_cross[:, tf.newaxis], training=training)[:, 0]
+        y_cross = self._cross_towers(f_cross, target_domain, training)
         return Encoded(y_single, y_cross, single_target, target, target_domain, single_index, (g_single, g_cross))
+
+    def _cross_towers(self, f_cross, target_domain, training=None):
+        """y^cross [B, L, r]: f^cross through the cross tower, or through the tower of each position's target domain
+        (every domain's tower runs on every position and each keeps its own; padding reads domain 1's)."""
+        if not self.config.cross_tower_per_domain:
+            return self.cross_tower(f_cross[:, tf.newaxis], training=training)[:, 0]
+        shape = tf.shape(f_cross)
+        every = self.cross_tower(
+            tf.broadcast_to(f_cross[:, tf.newaxis], [shape[0], self.config.num_domains, shape[1], shape[2]]),
+            training=training,
+        )  # [B, D, L, r]
+        return tf.gather(tf.transpose(every, [0, 2, 1, 3]), tf.maximum(target_domain - 1, 0), batch_dims=2)
 
     def call(self, features, training=None):
         """Y^cross [B, L, r] (the representation used for prediction, Eq. 19)."""
         return self.encode(features, training).y_cross
 
-    def user_representation(self, item_ids, training=False, stacked_experts=None):
-        """(y_T)^cross [B, r]: the cross-domain representation of the last position (Eq. 19).
+    def user_representation(self, item_ids, training=False, stacked_experts=None, domain=None):
+        """(y_T)^cross [B, r]: the cross-domain representation of the last position (Eq. 19), for target domain
+        `domain` [B] (needed, and only read, with `cross_tower_per_domain`).
 
         `stacked_experts` (serving, inference only): a StackedExperts copy of the experts, which gives
         the same value with one op per step for all K experts instead of one per expert."""
@@ -131,7 +146,14 @@ class SyNCRec(SequentialRecommender):
             f_cross = self.acmoe.cross_only(embedded, item_ids, training=training)
         else:
             f_cross = stacked_experts.cross_last(embedded, item_ids)
+        if self.config.cross_tower_per_domain:
+            if domain is None:
+                raise ValueError("cross_tower_per_domain: the cross representation needs the target domain")
+            return self.cross_tower.for_rows(f_cross[:, -1], domain - 1)
         return self.cross_tower(f_cross[:, tf.newaxis, -1:], training=training)[:, 0, -1]
+
+    def cross_representation(self, item_ids, domain, stacked_experts=None):
+        return self.user_representation(item_ids, stacked_experts=stacked_experts, domain=domain)
 
     def single_user_representation(self, single_ids, domain, training=False):
         """(y_T^d)^single [B, r] from X^d of the given domain (used by the SDSR reference model)."""
@@ -162,7 +184,7 @@ class SyNCRec(SequentialRecommender):
         cross = tf.cond(
             tf.reduce_all(single),
             zeros,
-            lambda: self.user_representation(item_ids, stacked_experts=stacked_experts),
+            lambda: self.user_representation(item_ids, stacked_experts=stacked_experts, domain=domain),
         )
         by_domain = tf.cond(
             tf.reduce_any(single),

@@ -286,7 +286,7 @@ def run_fn(
     if not chief:  # every worker saves (collectives need them all), only the chief into the real folder
         output_dir = os.path.join(output_dir, f".worker-{distribute.worker()[0]}")
     batches = lambda size: make_dataset(
-        examples_dir, "train", vocabulary.num_domains, size, shuffle=True, seed=config.seed
+        examples_dir, "train", vocabulary.num_domains, size, shuffle=True, seed=config.seed, sort_window=config.sort_window
     )  # noqa: E731
     sample = next(iter(batches(config.batch_size)))
     examples_t = int(sample["item"].shape[1])

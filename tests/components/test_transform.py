@@ -271,6 +271,30 @@ def test_abxi_beauty_electronics(shared_data, tmp_path):
         "Beauty": (10379, 50329),
         "Electronics": (14188, 63800),
     }
+    # ABXI's protocol on its own split: the same labels (the last and second-to-last event of each line, in file
+    # order, whatever timestamps tie), and negatives drawn outside the same items. ABXI's loader excludes every
+    # item of the sequence it loaded for that split (the user's last 50 events up to and including the label);
+    # the evaluator excludes the example's window (the T = 50 places of history and the label), which holds
+    # exactly those items on this data (at most 50 events a user), so the 999-negative figures are comparable.
+    folder = shared_data / "amazon-beauty-electronics"
+    asin = {str(idx): name for name, (idx, _) in json.loads((folder / "map_item_50.txt").read_text()).items()}
+    reviewer = {str(idx): name for name, idx in json.loads((folder / "map_user_50.txt").read_text()).items()}
+    sequences = {}
+    for line in (folder / "abe_50_preprocessed.txt").read_text().splitlines():
+        user, *events = line.split()
+        sequences[reviewer[user]] = [asin[e.split("|")[0]] for e in events][-50:]
+    vocabulary = Vocabulary.load(str(tmp_path / "o" / "vocabulary.json"))
+    names = vocabulary.item_names()
+    for split, end in (("test", None), ("valid", -1)):
+        checked = 0
+        for batch in make_dataset(str(tmp_path / "o"), split, vocabulary.num_domains, batch_size=512):
+            windows = tf.concat([batch["item"], batch["target_item"]], axis=1).numpy()
+            for user, label, window in zip(batch["user_id"].numpy(), batch["label_item"].numpy(), windows):
+                loaded = sequences[user.decode()][:end]
+                assert names[label] == loaded[-1]
+                assert {names[i] for i in window if i > 1} == set(loaded)
+                checked += 1
+        assert checked == 4474
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.__main__ import BASE, DEFAULT_MODELS
-from experiments.runner import VARIANTS, aggregate, run_folder
+from experiments.runner import VARIANTS, aggregate, markdown_table, run_folder
 from model_keras.config import ModelConfig, parse_settings
 
 pytestmark = pytest.mark.slow
@@ -190,3 +190,11 @@ def test_aggregate_mean_and_std():
 
     table = aggregate({"m": {"seeds": [run_result(0.2), run_result(0.4)]}})
     assert table["m"]["A"]["MRR"]["mean"] == pytest.approx(0.3) and table["m"]["A"]["MRR"]["std"] == pytest.approx(0.1)
+    assert "served by" not in markdown_table(table)  # no model chose a tower
+    # SyNCRec's per-domain tower choice is shown seed by seed; a model with one tower gets "-".
+    chose = {"seeds": [run_result(0.2), run_result(0.4)], "towers": [{"A": "cross"}, {"A": "single"}]}
+    table = aggregate({"syncrec": chose, "sasrec": {"seeds": [run_result(0.1)], "towers": [{}]}})
+    lines = markdown_table(table).splitlines()
+    assert "served by (per seed)" in lines[0]
+    assert lines[2].startswith("| syncrec | A |") and lines[2].endswith("| cross, single |")
+    assert lines[4].startswith("| sasrec | A |") and lines[4].endswith("| - |")

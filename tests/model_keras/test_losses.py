@@ -229,12 +229,21 @@ def test_causal_gate_at_the_last_step_is_eq_3s_gate(make_model, batch):
     )
 
 
-@pytest.mark.parametrize("architecture", ["syncrec", "sasrec"])
+@pytest.mark.parametrize("architecture", ["syncrec", "syncrec, a cross tower per domain", "sasrec"])
 def test_inference_computes_the_last_step_of_the_training_path(make_model, batch, vocab, architecture):
     """user_representation runs the final block for the last query only: the same numbers as the full pass."""
-    if architecture == "syncrec":
-        model = make_model()
+    if architecture.startswith("syncrec"):
+        per_domain = architecture.endswith("per domain")
+        model = make_model(cross_tower_per_domain=per_domain)
         full = model(batch)[:, -1]
+        if per_domain:  # the tower of the last target's domain, at training and at inference alike
+            last_domain = batch["target_domain"][:, -1]
+            np.testing.assert_allclose(model.cross_representation(batch["item"], last_domain), full, atol=1e-5)
+            other = vocab.num_domains + 1 - last_domain  # another domain's tower reads the same history otherwise
+            assert np.abs(model.cross_representation(batch["item"], other).numpy() - full.numpy()).max() > 1e-3
+            with pytest.raises(ValueError, match="needs the target domain"):
+                model.user_representation(batch["item"])
+            return
     else:
         from model_keras.baselines import SASRec
         from model_keras.config import ModelConfig

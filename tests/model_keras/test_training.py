@@ -145,6 +145,33 @@ def test_the_saved_model_serves_the_chosen_towers(trained, sample_examples, voca
 
 
 @pytest.mark.slow
+def test_the_saved_model_serves_a_cross_tower_per_domain(sample_examples, vocab, tmp_path):
+    """With `cross_tower_per_domain`, each request is read by its target domain's cross tower: the SavedModel's
+    scores for a batch mixing target domains are the Keras model's, and differ from another domain's tower's."""
+    from model_keras.evaluation import ModelScorer
+    from pipeline.blessing import SavedModelScorer
+
+    batch = next(iter(make_dataset(str(sample_examples[0]), "test", vocab.num_domains, batch_size=64)))
+    config = ModelConfig(**{**SMALL, "cross_tower_per_domain": True})
+    config.num_items, config.num_domains, config.max_len = vocab.num_items, vocab.num_domains, 20
+    model = build_model(config, vocab, batch)
+    rng = np.random.default_rng(1)
+    for variable in model.cross_tower.trainable_variables:  # towers that differ from domain to domain
+        variable.assign(variable + rng.normal(0.0, 0.3, variable.shape).astype(np.float32))
+    _export(model, config, vocab, str(tmp_path))
+    ranges = [vocab.domains[d - 1] for d in batch["label_domain"].numpy()]
+    assert len(set(batch["label_domain"].numpy().tolist())) > 1
+    candidates = np.stack([rng.integers(d.start + 1, d.end, size=20) for d in ranges]).astype(np.int32)
+    expected = ModelScorer(model).score_candidates(batch, candidates)
+    saved = SavedModelScorer(str(tmp_path / "saved_model"), vocab).score_candidates(batch, candidates)
+    np.testing.assert_allclose(saved, expected, rtol=1e-4, atol=1e-4)
+    shifted = {**batch, "label_domain": vocab.num_domains + 1 - batch["label_domain"]}
+    moved = batch["label_domain"].numpy() != shifted["label_domain"].numpy()
+    other = ModelScorer(model, "cross").score_candidates(shifted, candidates)
+    assert np.abs(other[moved] - expected[moved]).max() > 1e-3
+
+
+@pytest.mark.slow
 def test_id_signature_returns_top_k_of_the_target_domain(trained, vocab):
     out, _ = trained
     serve = tf.saved_model.load(str(out / "saved_model")).signatures["recommend_ids"]
