@@ -51,6 +51,10 @@ class SequentialRecommender(tf.keras.Model):
         self.domain_start = tf.constant([0] + [start + 1 for start, _ in self.domain_ranges], tf.int32)
         self.domain_count = tf.constant([0] + [end - start - 1 for start, end in self.domain_ranges], tf.int32)
         self.item_domain = tf.constant(self._item_domains(), tf.int32)
+        if config.loss == "softmax" and config.softmax_sampling == "popularity":
+            self.item_log_count = self.add_weight(
+                name="item_log_count", shape=[config.num_items], initializer="zeros", trainable=False
+            )
         names = list(self.loss_names()) + [f"{term}/{d}" for term in self.domain_terms() for d in self.domain_names]
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in names}
 
@@ -150,25 +154,54 @@ class SequentialRecommender(tf.keras.Model):
         return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
 
     def shared_negatives(self, salt: int):
-        """[D + 1, N] item ids: N negatives a domain, drawn uniformly from V^d once per step and shared by every
-        position of the batch (row 0, for PAD targets, is PAD); the same on every replica (stateless, keyed by
-        step, seed and salt)."""
+        """[D + 1, N] item ids: N negatives a domain, drawn from V^d once per step and shared by every position of
+        the batch (row 0, for PAD targets, is PAD); the same on every replica (stateless, keyed by step, seed and
+        salt). Uniformly, or with `softmax_sampling="popularity"` in proportion to each item's count among the
+        training targets plus one (log_proposal gives the probabilities for the logQ correction)."""
         n = self.config.num_train_negatives
         step = (
             tf.cast(self.optimizer.iterations, tf.int32)
             if getattr(self, "optimizer", None) is not None
             else tf.constant(0)
         )
-        uniform = tf.random.stateless_uniform(
-            [self.config.num_domains + 1, n], seed=tf.stack([step, salt + 7919 * self.config.seed + 104729])
-        )
+        seed = tf.stack([step, salt + 7919 * self.config.seed + 104729])
+        if self.config.softmax_sampling == "popularity":
+            return tf.random.stateless_categorical(self.proposal_logits(), n, seed=seed, dtype=tf.int32)
+        uniform = tf.random.stateless_uniform([self.config.num_domains + 1, n], seed=seed)
         domains = tf.broadcast_to(tf.range(self.config.num_domains + 1)[:, tf.newaxis], [self.config.num_domains + 1, n])
         return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
+
+    # ------------------------------------------------------------------ popularity proposal (softmax_sampling)
+    def set_item_counts(self, counts) -> None:
+        """Each item's count among the training targets [|V|] (train.run_fn, before training): the popularity
+        proposal of the sampled softmax. Saved with the weights, so a resumed run draws from the same one."""
+        self.item_log_count.assign(tf.math.log(tf.cast(counts, tf.float32) + 1.0))
+
+    def proposal_logits(self):
+        """[D + 1, |V|] unnormalised log-probabilities of drawing each item as a negative of domain d: log(count + 1)
+        over V^d (its OOV id excluded), -inf elsewhere; row 0 (PAD targets) draws PAD."""
+        ids = tf.range(self.config.num_items)
+        oov = self.domain_start - 1  # [D + 1]; row 0's value (-1) matches no id
+        rows = tf.range(self.config.num_domains + 1)[:, tf.newaxis]
+        allowed = tf.equal(self.item_domain[tf.newaxis], rows) & tf.not_equal(ids[tf.newaxis], oov[:, tf.newaxis])
+        allowed &= rows > 0
+        logits = tf.where(allowed, self.item_log_count[tf.newaxis], -float("inf"))
+        return tf.where((rows == 0) & (ids[tf.newaxis] == 0), 0.0, logits)
+
+    def log_proposal(self, items):
+        """log q(item) under the popularity proposal of the item's own domain (items of any shape)."""
+        log_q = tf.math.log_softmax(self.proposal_logits(), axis=-1)  # each row normalised over its domain
+        return tf.gather_nd(log_q, tf.stack([tf.gather(self.item_domain, items), items], axis=-1))
 
     def position_loss(self, representation, targets, domains, salt: int = 0):
         """Eq. 8/9 at every position: the target against one negative drawn from its domain; with
         loss="softmax", against `num_train_negatives` negatives of its domain (sampled softmax)."""
         table = self.embedding.item_table
+        if self.config.loss == "full_softmax":
+            ranges = [(start + 1, end) for start, end in self.domain_ranges]  # OOV (each range's first id) left out
+            return losses.full_softmax_loss(
+                representation, table, targets, domains, ranges, self.config.softmax_temperature
+            )
         if self.config.loss == "softmax":
             negatives = self.shared_negatives(salt)  # [D+1, N]
             flat = tf.reshape(negatives, [-1])
@@ -180,7 +213,10 @@ class SequentialRecommender(tf.keras.Model):
             drawn = tf.gather(negatives, domains)  # [..., N]
             valid = tf.not_equal(drawn, targets[..., tf.newaxis])
             pos = tf.reduce_sum(representation * tf.gather(table, targets), -1)
-            return losses.sampled_softmax_loss(pos, logits, valid, self.config.softmax_temperature)
+            log_q = {}
+            if self.config.softmax_sampling == "popularity":
+                log_q = {"pos_log_q": self.log_proposal(targets), "neg_log_q": self.log_proposal(drawn)}
+            return losses.sampled_softmax_loss(pos, logits, valid, self.config.softmax_temperature, **log_q)
         negatives = self.negatives(targets, domains, salt)
         return losses.pairwise_loss(
             tf.reduce_sum(representation * tf.gather(table, targets), -1),

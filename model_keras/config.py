@@ -16,7 +16,8 @@ from typing import Any, Mapping
 from model_keras import registry
 from schemas import sequence_settings
 
-LOSSES = ("bce", "bpr", "eq8", "softmax")
+LOSSES = ("bce", "bpr", "eq8", "softmax", "full_softmax")
+SOFTMAX_SAMPLING = ("uniform", "popularity")
 REDUCTIONS = ("sum", "mean", "domain_mean")
 LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
@@ -58,8 +59,12 @@ class ModelConfig:
     dropout: float = 0.2
     loss: str = "bce"  # "eq8": Eq. 8 literally; "bpr": log-sigmoid of the logit gap; "bce": official code;
     # "softmax": sampled softmax over num_train_negatives negatives of the target's domain (ABXI, gSASRec)
+    # "full_softmax": the cross-entropy over every item of the target's domain (no sampling; |V^d| scores a position)
     num_train_negatives: int = 128  # loss="softmax": negatives a domain, shared by the batch's positions
-    softmax_temperature: float = 0.75  # loss="softmax": logits are divided by it (ABXI's 0.75)
+    # loss="softmax": how negatives are drawn from the target's domain: "uniform", or "popularity" (in proportion to
+    # an item's count among the training targets plus one, with the logQ correction)
+    softmax_sampling: str = "uniform"
+    softmax_temperature: float = 0.75  # loss="softmax"/"full_softmax": logits are divided by it (ABXI's 0.75)
     # How per-position losses become one number, for every model and every term alike:
     # "sum": Eq. 8/9/12 (sum over a sequence's positions, mean over the batch's sequences);
     # "mean": mean over all positions of the batch; "domain_mean": mean per domain, then over domains.
@@ -143,6 +148,7 @@ class ModelConfig:
                 problems.append(f"{name} must be in [{low}, {high}] (got {getattr(self, name)})")
         for name, choices in (
             ("loss", LOSSES),
+            ("softmax_sampling", SOFTMAX_SAMPLING),
             ("loss_reduction", REDUCTIONS),
             ("lambda_scale", LAMBDA_SCALES),
             ("mode", MODES),

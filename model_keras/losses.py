@@ -34,16 +34,46 @@ def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce")
 
 
 def sampled_softmax_loss(
-    pos_logit: tf.Tensor, neg_logits: tf.Tensor, neg_valid: tf.Tensor, temperature: float
+    pos_logit: tf.Tensor,
+    neg_logits: tf.Tensor,
+    neg_valid: tf.Tensor,
+    temperature: float,
+    pos_log_q: tf.Tensor | None = None,
+    neg_log_q: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """Per-position cross-entropy of the target against N sampled negatives of its domain, at a temperature.
 
     pos_logit [...], neg_logits [..., N], neg_valid [..., N] (False: a negative of another domain, or the
     target itself drawn as a negative: left out). Uniform sampling within the domain needs no logQ correction:
-    every negative has the same proposal probability, which cancels in the softmax."""
-    neg = tf.where(neg_valid, neg_logits, tf.fill(tf.shape(neg_logits), -1e9))
-    logits = tf.concat([pos_logit[..., tf.newaxis], neg], axis=-1) / temperature
+    every negative has the same proposal probability, which cancels in the softmax. With another proposal q
+    (popularity), `pos_log_q` [...] and `neg_log_q` [..., N] are log q of each item, subtracted from its
+    tempered logit (the logQ correction of sampled softmax, Jean et al. 2015; TFRS's Retrieval task subtracts
+    log candidate_sampling_probability alike), so the sampled loss estimates the full softmax's."""
+    neg = neg_logits / temperature - (0.0 if neg_log_q is None else neg_log_q)
+    pos = pos_logit / temperature - (0.0 if pos_log_q is None else pos_log_q)
+    neg = tf.where(neg_valid, neg, tf.fill(tf.shape(neg), -1e9))
+    logits = tf.concat([pos[..., tf.newaxis], neg], axis=-1)
     return tf.reduce_logsumexp(logits, axis=-1) - logits[..., 0]
+
+
+def full_softmax_loss(
+    representation: tf.Tensor, table: tf.Tensor, targets: tf.Tensor, domains: tf.Tensor, ranges, temperature: float
+) -> tf.Tensor:
+    """Per-position cross-entropy of the target against every item of its domain (no sampling).
+
+    representation [..., r], targets and domains [...] (domain 0: a PAD position, loss 0), table [|V|, r],
+    ranges[d-1] = (first item id, end) of domain d (its OOV id excluded). Each domain's positions are scored
+    against that domain's rows of the table only: one [P_d, |V^d|] product a domain, not [P, |V|]."""
+    rows = tf.reshape(representation, [-1, tf.shape(representation)[-1]])
+    flat_targets, flat_domains = tf.reshape(targets, [-1]), tf.reshape(domains, [-1])
+    loss = tf.zeros(tf.shape(flat_targets), representation.dtype)
+    for d, (first, end) in enumerate(ranges, start=1):
+        where = tf.where(tf.equal(flat_domains, d))  # [P_d, 1]
+        logits = tf.matmul(tf.gather_nd(rows, where), table[first:end], transpose_b=True) / temperature
+        local = tf.gather_nd(flat_targets, where) - first
+        per_position = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=local, logits=logits)
+        loss = tf.tensor_scatter_nd_update(loss, where, per_position)
+    return tf.reshape(loss, tf.shape(targets))
 
 
 def sample_negatives(

@@ -31,7 +31,15 @@ import tensorflow as tf
 
 from model_keras import distribute
 from model_keras.config import ModelConfig, parse_settings
-from model_keras.evaluation import POOLS, EvalProtocol, ModelScorer, evaluate, format_metrics, rank_users
+from model_keras.evaluation import (
+    POOLS,
+    EvalProtocol,
+    ModelScorer,
+    PopularityScorer,
+    evaluate,
+    format_metrics,
+    rank_users,
+)
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import paired_gain, rank_metrics, towers_line
 from model_keras.signatures import export_saved_model
@@ -300,6 +308,8 @@ def run_fn(
     config.validate()
     with strategy.scope():
         model = build_model(config, vocabulary, sample)
+    if config.loss == "softmax" and config.softmax_sampling == "popularity":  # the proposal: training target counts
+        model.set_item_counts(PopularityScorer.from_examples(examples_dir, vocabulary).counts)
     train, steps = batches(config.batch_size), None
     if config.distribution != "none":
         with open(os.path.join(examples_dir, "stats.json"), encoding="utf-8") as handle:

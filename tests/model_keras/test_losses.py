@@ -274,16 +274,81 @@ def test_sampled_softmax_is_the_cross_entropy_over_the_target_and_its_valid_nega
     np.testing.assert_allclose(got, [row0, row1], rtol=1e-5)
 
 
+def test_the_logq_correction_subtracts_each_items_log_proposal():
+    from model_keras.losses import sampled_softmax_loss
+
+    pos, neg = tf.constant([2.0]), tf.constant([[1.0, 0.0]])
+    valid = tf.constant([[True, True]])
+    log_q = np.log([0.5, 0.1, 0.02]).astype(np.float32)  # the target, then the two negatives
+    got = sampled_softmax_loss(pos, neg, valid, 1.0, tf.constant([log_q[0]]), tf.constant([log_q[1:]])).numpy()
+    logits = np.array([2.0, 1.0, 0.0]) - log_q
+    np.testing.assert_allclose(got, [np.log(np.exp(logits).sum()) - logits[0]], rtol=1e-5)
+
+
+def test_full_softmax_is_the_cross_entropy_over_the_targets_domain():
+    from model_keras.losses import full_softmax_loss
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(9, 4)).astype(np.float32)  # 0 PAD, 1 SOS, domain 1: OOV 2 and items 3-5, domain 2: OOV 6, 7-8
+    rep = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    targets = np.array([[3, 8, 0], [5, 7, 4]])
+    domains = np.array([[1, 2, 0], [1, 2, 1]])
+    got = full_softmax_loss(tf.constant(rep), tf.constant(table), tf.constant(targets), tf.constant(domains),
+                            [(3, 6), (7, 9)], temperature=0.5).numpy()
+    for b in range(2):
+        for t in range(3):
+            if domains[b, t] == 0:
+                assert got[b, t] == 0.0
+                continue
+            first, end = [(3, 6), (7, 9)][domains[b, t] - 1]
+            logits = table[first:end] @ rep[b, t] / 0.5
+            expected = np.log(np.exp(logits).sum()) - logits[targets[b, t] - first]
+            np.testing.assert_allclose(got[b, t], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_popularity_negatives_come_from_the_targets_domain_in_proportion_to_counts():
+    from model_keras.model import SyNCRec
+    from model_keras.warm_start import dummy_batch
+    from tests.serving.small_model import small_vocabulary
+
+    vocab = small_vocabulary()
+    config = ModelConfig(
+        num_items=vocab.num_items, num_domains=3, max_len=10, embed_dim=8, num_blocks=1, num_experts=2,
+        num_cross_experts=1, loss="softmax", num_train_negatives=4000, softmax_sampling="popularity",
+    )
+    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
+    counts = np.zeros(vocab.num_items)
+    popular = {d.domain_id: d.start + 1 for d in vocab.domains}
+    for d in vocab.domains:
+        counts[d.start + 1 : d.end] = 1
+        counts[popular[d.domain_id]] = 99  # drawn (99 + 1) / (2 * (n - 1) + 98) of the time
+    model.set_item_counts(counts)
+    negatives = model.shared_negatives(salt=1).numpy()
+    assert (negatives[0] == 0).all()
+    for d in vocab.domains:
+        drawn = negatives[d.domain_id]
+        assert ((drawn > d.start) & (drawn < d.end)).all()
+        expected = 100 / (100 + 2 * (d.end - d.start - 2))
+        assert abs(np.mean(drawn == popular[d.domain_id]) - expected) < 0.05
+        log_q = model.log_proposal(tf.range(d.start + 1, d.end)).numpy()
+        np.testing.assert_allclose(np.exp(log_q).sum(), 1.0, rtol=1e-5)  # normalised over the domain's own items
+
+
 @pytest.mark.slow
-def test_every_model_trains_with_the_sampled_softmax_objective(sample_examples, tmp_path):
-    """loss=softmax reaches every model through the shared position loss; its negatives are the target's domain's
-    own items, and one epoch of SyNCRec and SASRec lowers the loss."""
+@pytest.mark.parametrize(
+    "objective",
+    [{"loss": "softmax"}, {"loss": "softmax", "softmax_sampling": "popularity"}, {"loss": "full_softmax"}],
+    ids=["sampled", "popularity", "full"],
+)
+def test_every_model_trains_with_the_softmax_objectives(sample_examples, tmp_path, objective):
+    """loss=softmax (uniform or popularity negatives) and loss=full_softmax reach every model through the shared
+    position loss; two epochs of SyNCRec and SASRec lower the loss."""
     from model_keras.config import ModelConfig
     from model_keras.train import run_fn
 
     for architecture in ("syncrec", "sasrec"):
         config = ModelConfig(
-            architecture=architecture, loss="softmax", num_train_negatives=16, epochs=2, embed_dim=8, max_len=20
+            architecture=architecture, num_train_negatives=16, epochs=2, embed_dim=8, max_len=20, **objective
         )
         summary = run_fn(str(sample_examples[0]), str(tmp_path / architecture), config, verbose=0, export=False)
         losses_ = summary["loss_history"]["loss"]
