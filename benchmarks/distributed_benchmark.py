@@ -23,14 +23,12 @@ import time
 import numpy as np
 
 from benchmarks.machine import machine_line
-from model_keras.config import PRESETS
 from benchmarks.synthetic_examples import write_examples
 from schemas.vocabulary import Vocabulary
 
 SETTINGS = [
     "distribution=multi_worker",
-    f"embed_dim={PRESETS['pipeline']['embed_dim']}",
-    f"num_blocks={PRESETS['pipeline']['num_blocks']}",
+    "preset=pipeline",
     "num_experts=4",
     "num_cross_experts=3",
     "batch_size=128",

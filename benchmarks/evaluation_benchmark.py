@@ -20,7 +20,6 @@ import time
 import numpy as np
 
 from benchmarks.machine import machine_line
-from model_keras.config import PRESETS
 from benchmarks.synthetic_examples import write_examples
 from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
@@ -29,7 +28,7 @@ from model_keras.input_fn import make_dataset
 from schemas.vocabulary import Vocabulary
 
 
-PIPELINE = PRESETS["pipeline"]  # the model the pipeline serves (T: the default)
+PIPELINE = ModelConfig.from_dict({"preset": "pipeline"})  # the model the pipeline serves
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,11 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         write_examples(folder, args.users, vocab, rng)
-        config = ModelConfig(
-            num_items=vocab.num_items,
-            num_domains=vocab.num_domains,
-            embed_dim=PIPELINE["embed_dim"],
-            num_blocks=PIPELINE["num_blocks"],
+        config = ModelConfig.from_dict(
+            {**PIPELINE.to_dict(), "num_items": vocab.num_items, "num_domains": vocab.num_domains}
         )
         model = build_model(config, vocab, next(iter(make_dataset(folder, "train", vocab.num_domains, 2))))
         scorer = ModelScorer(model)
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - started
             rows.append((label, result["all"]["users"], seconds))
     print(
-        f"SyNCRec r={PIPELINE['embed_dim']} T={ModelConfig.max_len} {PIPELINE['num_blocks']} blocks, "
+        f"SyNCRec r={PIPELINE.embed_dim} T={ModelConfig.max_len} {PIPELINE.num_blocks} blocks, "
         f"{args.domains} domain(s) x {args.items:,} items; cores: {os.cpu_count()}\n{machine_line()}\n"
     )
     print("| protocol | users | seconds | users/s |")

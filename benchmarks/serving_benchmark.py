@@ -22,7 +22,6 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.machine import machine_line
-from model_keras.config import PRESETS
 from benchmarks.reference import SERVING_BEFORE, SERVING_ITEMS
 from model_keras.config import ModelConfig
 from model_keras.model import SyNCRec
@@ -34,7 +33,7 @@ from serving.client import RecommendClient, build_batch_request
 from serving.prediction_server import start_server
 
 
-PIPELINE = PRESETS["pipeline"]  # the model the pipeline serves (T: the default)
+PIPELINE = ModelConfig.from_dict({"preset": "pipeline"})  # the model the pipeline serves
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -46,12 +45,7 @@ def export_model(items: int, domains: int, folder: str, single_towers: bool = Fa
     per_domain = items // domains
     names = [f"D{d}" for d in range(domains)]
     vocab = Vocabulary.from_counts({(name, f"{name}-{i}"): 1 for name in names for i in range(per_domain)})
-    config = ModelConfig(
-        num_items=vocab.num_items,
-        num_domains=vocab.num_domains,
-        embed_dim=PIPELINE["embed_dim"],
-        num_blocks=PIPELINE["num_blocks"],
-    )
+    config = ModelConfig.from_dict({**PIPELINE.to_dict(), "num_items": vocab.num_items, "num_domains": vocab.num_domains})
     model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(
         dummy_batch(config)
     )
@@ -158,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                 throughput.append((path, batch, percentiles(samples), batch * len(samples) / sum(samples)))
         server.stop(0)
     print(
-        f"{args.items:,} items, {args.domains} domains, r={PIPELINE['embed_dim']}, T={ModelConfig.max_len}, "
-        f"{PIPELINE['num_blocks']} blocks, k={args.k}, history 20 items; "
+        f"{args.items:,} items, {args.domains} domains, r={PIPELINE.embed_dim}, T={ModelConfig.max_len}, "
+        f"{PIPELINE.num_blocks} blocks, k={args.k}, history 20 items; "
         f"{args.requests} timed requests after 20 warm-up; export {export_s:.1f} s, load {load_s:.1f} s, first request "
         f"{first_s * 1000:.0f} ms; server start (load + warmup) {start_s:.1f} s; cores: {os.cpu_count()}\n{machine_line()}\n"
     )

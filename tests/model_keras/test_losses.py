@@ -348,7 +348,8 @@ def test_every_model_trains_with_the_softmax_objectives(sample_examples, tmp_pat
 
     for architecture in ("syncrec", "sasrec"):
         config = ModelConfig(
-            architecture=architecture, num_train_negatives=16, epochs=2, embed_dim=8, max_len=20, **objective
+            architecture=architecture, num_train_negatives=16, epochs=2, embed_dim=8, max_len=20, warmup_epochs=0,
+            dropout=0.0, **objective
         )
         summary = run_fn(str(sample_examples[0]), str(tmp_path / architecture), config, verbose=0, export=False)
         losses_ = summary["loss_history"]["loss"]
