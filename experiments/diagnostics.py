@@ -7,9 +7,9 @@ For a trained run (a folder run_fn wrote, with model_config.json and best/weight
                with ACMoE, the single-domain terms reach experts j+1..K only and the cross term 1..j only
   lambda, phi  their last values (Eq. 10-11)
   towers       NDCG@10 per domain on valid and test through the cross tower (Eq. 19), through the
-               single-domain towers, and as served (per domain the tower chosen on valid after training,
-               `prediction_towers`): where negative transfer is real, the single towers hold accuracy that
-               Eq. 19 never uses
+               single-domain towers, through both summed, and as served (per domain the tower chosen on
+               valid after training, `prediction_towers`): where negative transfer is real, the single
+               towers hold accuracy that Eq. 19 never uses
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from model_keras.config import ModelConfig
 from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import domain_rows
+from model_keras.model import TOWERS
 from model_keras.train import apply_prediction_towers, load_trained
 from schemas.vocabulary import Vocabulary
 
@@ -85,11 +86,11 @@ def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int 
 
 
 def tower_accuracy(model, examples: str, vocabulary: Vocabulary, protocol: EvalProtocol) -> dict:
-    """split -> tower ("cross", "single", and "served": per domain the tower the model chose) -> domain (and
-    "all") -> NDCG@10."""
+    """split -> tower ("cross", "single", "both" summed, and "served": per domain the tower the model chose) ->
+    domain (and "all") -> NDCG@10."""
     towers = {}
     for split in ("valid", "test"):
-        for view in ("cross", "single", "served"):
+        for view in ("cross", "single", "both", "served"):
             run = evaluate(ModelScorer(model, view), examples, split, vocabulary, protocol)
             towers.setdefault(split, {})[view] = {d: round(r["NDCG@10"], 4) for d, r in domain_rows(run).items()}
     return towers
@@ -119,7 +120,7 @@ def diagnose(
         "last": last,
         "towers": tower_accuracy(model, examples, vocabulary, protocol),
         "prediction_towers": {
-            d: "single" if flag else "cross" for d, flag in zip(vocabulary.domain_names, model.prediction_tower.numpy())
+            d: TOWERS[int(flag)] for d, flag in zip(vocabulary.domain_names, model.prediction_tower.numpy())
         },
     }
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from components.transform import TransformConfig, output_is_current, run_transform
 from model_keras import registry
-from model_keras.config import POST_TRAINING_SETTINGS, ModelConfig
+from model_keras.config import ADDED_SETTINGS, POST_TRAINING_SETTINGS, ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
 from model_keras.metrics import domain_rows
 from model_keras.train import run_fn
@@ -69,8 +69,13 @@ def run_folder(out: str, variant: Variant, config: ModelConfig, protocol: EvalPr
     """OUT/runs/<variant>/<digest of every training setting and the selection protocol>/seed<k>.
 
     Post-training settings (config.POST_TRAINING_SETTINGS) are left out: run_fn applies them to a finished
-    run without training it again."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in POST_TRAINING_SETTINGS}
+    run without training it again. So is a setting added later at the value that trains as the code before it
+    did (config.ADDED_SETTINGS): the runs recorded before it existed keep their folders."""
+    settings = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in POST_TRAINING_SETTINGS and not (k in ADDED_SETTINGS and v == ADDED_SETTINGS[k])
+    }
     key = json.dumps({**settings, "selection": protocol.describe()}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return os.path.join(out, "runs", variant.name.replace("/", "_").replace(" ", "_"), digest, f"seed{config.seed}")

@@ -100,13 +100,15 @@ class SequentialRecommender(tf.keras.Model):
 
     def representation_for(self, batch, view: str = "served"):
         """[B, r] for an evaluation batch: what the model serves ("served"), or one view forced: from its
-        history X ("cross"), or from its X^d of the label's domain ("single")."""
+        history X ("cross"), from its X^d of the label's domain ("single"), or the two summed ("both")."""
         if view == "single":
             return self.single_user_representation(batch["single_item"], batch["label_domain"])
         if view == "cross":
             return self.cross_representation(batch["item"], batch["label_domain"])
+        if view == "both":
+            return self.representation_for(batch, "cross") + self.representation_for(batch, "single")
         if view != "served":
-            raise ValueError(f"view must be 'served', 'cross' or 'single' (got {view!r})")
+            raise ValueError(f"view must be 'served', 'cross', 'single' or 'both' (got {view!r})")
         domain_ids = tf.gather(batch["single_item"], batch["label_domain"] - 1, batch_dims=1)
         return self.served_representation(batch["item"], domain_ids, batch["label_domain"])
 

@@ -103,8 +103,8 @@ class BPRMF(SequentialRecommender):
 
     def representation_for(self, batch, view: str = "served"):
         """Every view is the user's own vector: BPR-MF has one tower and reads no history."""
-        if view not in ("served", "cross", "single"):
-            raise ValueError(f"view must be 'served', 'cross' or 'single' (got {view!r})")
+        if view not in ("served", "cross", "single", "both"):
+            raise ValueError(f"view must be 'served', 'cross', 'single' or 'both' (got {view!r})")
         return self._user_vectors(batch["user_id"])
 
     def build_for(self, batch):

@@ -26,6 +26,10 @@ PREDICTION_TOWERS = ("valid", "cross")
 # Settings applied to the selected weights after training (train.apply_prediction_towers): they do not change
 # what is trained, so a finished run is reused under any value of them (experiments.runner.run_folder).
 POST_TRAINING_SETTINGS = ("prediction_towers", "tower_choice_margin")
+# Settings added after runs were recorded, with the value that trains exactly as the code before them did: a run
+# folder's digest leaves a setting out at that value (experiments.runner.run_folder), so runs made before it
+# existed are still found and reused.
+ADDED_SETTINGS = {"sort_window": 0, "cross_tower_per_domain": False, "softmax_sampling": "uniform", "fused_loss_weight": 0.0}
 
 # Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
 DEVIATIONS = {
@@ -42,10 +46,11 @@ DEVIATIONS = {
     "use_sc_mim": "SC-MIM (Eq. 14-17) left out of Eq. 18's loss: on amazon-beauty-electronics at 3 seeds the model "
     "without it ties the full model on test and is ahead on valid at every seed, which the default's rule asks for "
     "(docs/results.md, results 9), and each step computes one loss fewer",
-    "prediction_towers": "each domain is served by its single-domain tower where that beats the cross tower on valid "
-    "NDCG@10 by more than `tower_choice_margin` standard errors after training, instead of always the cross tower "
-    "(Eq. 19): where a domain suffers negative transfer its single tower holds the accuracy Eq. 19 would throw "
-    "away (docs/results.md, results 12)",
+    "prediction_towers": "each domain is served by whichever beats the cross tower on valid NDCG@10 by more than "
+    "`tower_choice_margin` standard errors after training, its single-domain tower or both towers summed, instead of "
+    "always the cross tower (Eq. 19): where a domain suffers negative transfer its single tower holds the accuracy "
+    "Eq. 19 would throw away (docs/results.md, results 12), and where both views hold some, their sum ranks better "
+    "than either (results 17)",
 }
 
 
@@ -88,10 +93,14 @@ class ModelConfig:
     # True: one cross tower per target domain instead of Eq. 4's one h^cross; position t is read by the tower of its
     # next item's domain, which the task defines (Eq. 9 scores that domain's items) and a request names
     cross_tower_per_domain: bool = False
+    # > 0: Eq. 18 plus this weight times the loss of the two towers summed (the "both" view served per domain by
+    # `prediction_towers`), trained as well as chosen after training; 0: only chosen
+    fused_loss_weight: float = 0.0
     mode: str = "syncrec"  # "sdsr": single-domain tasks only (negative-transfer reference)
     # Which tower serves each domain (SyNCRec trained on both tasks): "valid": after training and selection,
-    # the domain's single tower where it beats the cross tower on valid, else the cross tower; "cross": the
-    # cross tower for every domain (Eq. 19). Other models have one tower: no effect.
+    # the domain's single tower or both towers summed, whichever beats the cross tower on valid by more (by the
+    # margin below), else the cross tower; "cross": the cross tower for every domain (Eq. 19). Other models have
+    # one tower: no effect.
     prediction_towers: str = "valid"
     # By how much "beats": the single tower's per-user valid NDCG@10 gain must exceed this many of its standard
     # errors (2: a gain that the particular valid users would explain about 2% of the time). The cross tower is
@@ -169,6 +178,8 @@ class ModelConfig:
             problems.append(f"eta must be in [0, 1] (got {self.eta})")
         if not 0.0 < self.learning_rate <= 10.0:
             problems.append(f"learning_rate must be in (0, 10] (got {self.learning_rate})")
+        if not 0.0 <= self.fused_loss_weight <= 100.0:
+            problems.append(f"fused_loss_weight must be in [0, 100] (got {self.fused_loss_weight})")
         if not 0.0 <= self.weight_decay < 1.0:
             problems.append(f"weight_decay must be in [0, 1) (got {self.weight_decay})")
         if not 0.0 < self.lr_plateau_factor <= 1.0:

@@ -58,7 +58,7 @@ def towers_line(towers: dict | None) -> str:
     place reports spell the per-domain choice."""
     if not towers:
         return ""
-    names = {"single": "single-domain", "cross": "cross"}
+    names = {"single": "single-domain", "cross": "cross", "both": "cross + single-domain"}
     kinds = {choice["tower"] for choice in towers.values()}
     if len(towers) > 1 and len(kinds) == 1:
         return f"served by: the {names[kinds.pop()]} tower in every domain"

@@ -13,6 +13,12 @@ from model_keras.config import ModelConfig
 from model_keras.layers.experts import AsymmetricMixtureOfExperts, Towers
 
 
+# What `prediction_tower` holds per domain: the tower whose representation serves it (BOTH: the cross and the single
+# tower's representations summed, so each item's score is the sum of the two towers' scores).
+TOWERS = ("cross", "single", "both")
+CROSS, SINGLE, BOTH = range(len(TOWERS))
+
+
 class Encoded(NamedTuple):
     """One batch through ACMoE and the towers, trimmed to its longest real sequences.
 
@@ -34,8 +40,8 @@ class SyNCRec(SequentialRecommender):
 
     Trainable alpha, beta (Eq. 11) and W^H (Eq. 17) are model weights; delta is a fixed weight
     unless `learn_temperature`; lambda is a non-trainable variable updated every batch, so it is
-    saved in checkpoints and survives resume. `prediction_tower` (one flag a domain: 0 = the cross
-    tower, Eq. 19; 1 = the domain's single tower) says which tower serves each domain; it is set after
+    saved in checkpoints and survives resume. `prediction_tower` (one value a domain: 0 = the cross
+    tower, Eq. 19; 1 = the domain's single tower; 2 = both, summed) says which tower serves each domain; it is set after
     training (train.choose_prediction_towers) and travels with the weights into the SavedModel.
     """
 
@@ -93,7 +99,11 @@ class SyNCRec(SequentialRecommender):
 
     def loss_names(self):
         # SC-MIM's term exists only where Eq. 18 uses it: off (the default), no step computes the InfoNCE.
-        return ("loss", "single_loss", "cross_loss") + (("mim_loss",) if self.config.use_sc_mim else ())
+        return (
+            ("loss", "single_loss", "cross_loss")
+            + (("mim_loss",) if self.config.use_sc_mim else ())
+            + (("fused_loss",) if self.config.fused_loss_weight > 0 else ())
+        )
 
     def domain_terms(self):
         return ("phi", "lambda")
@@ -174,24 +184,26 @@ class SyNCRec(SequentialRecommender):
         return self.single_towers.for_rows(f_single[:, -1], domain - 1)
 
     def served_representation(self, item_ids, domain_ids, domain, stacked_experts=None):
-        """Each row from the tower `prediction_tower` names for its target domain; a tower that no row of
-        the batch uses is not computed (a single request runs one path)."""
-        single = tf.gather(self.prediction_tower, domain - 1) > 0  # [B]
+        """Each row from the tower `prediction_tower` names for its target domain (TOWERS: the cross tower, the
+        domain's single tower, or both summed); a tower that no row of the batch uses is not computed (a single
+        request runs the paths its domain needs)."""
+        tower = tf.gather(self.prediction_tower, domain - 1)  # [B]
 
         def zeros():
             return tf.zeros([tf.shape(item_ids)[0], self.config.embed_dim])
 
         cross = tf.cond(
-            tf.reduce_all(single),
+            tf.reduce_all(tf.equal(tower, SINGLE)),
             zeros,
             lambda: self.user_representation(item_ids, stacked_experts=stacked_experts, domain=domain),
         )
         by_domain = tf.cond(
-            tf.reduce_any(single),
+            tf.reduce_any(tf.not_equal(tower, CROSS)),
             lambda: self.domain_user_representation(domain_ids, domain, stacked_experts),
             zeros,
         )
-        return tf.where(single[:, tf.newaxis], by_domain, cross)
+        tower = tower[:, tf.newaxis]
+        return tf.where(tf.equal(tower, CROSS), cross, tf.where(tf.equal(tower, SINGLE), by_domain, cross + by_domain))
 
     # ------------------------------------------------------------------ losses
     def _aligned(self, per_domain_values, enc: Encoded):
@@ -268,7 +280,18 @@ class SyNCRec(SequentialRecommender):
         if c.use_sc_mim:
             terms["mim_loss"] = self.sc_mim(enc, batch)
             total += (1.0 - c.eta) * terms["mim_loss"]
+        if c.fused_loss_weight > 0:
+            terms["fused_loss"] = self.fused_task(enc, batch)
+            total += c.fused_loss_weight * terms["fused_loss"]
         return {"loss": l_single if c.mode == "sdsr" else total, **terms}
+
+    def fused_task(self, enc: Encoded, batch):
+        """The next item of X scored from both towers summed, y^cross_t + y^single of its domain at the same step (what
+        `prediction_towers` serves as "both"). Its gradient reaches the cross experts through y^cross and the single
+        experts through y^single, so ACMoE's split (Eq. 2, 4) holds."""
+        fused = enc.y_cross + self._aligned(enc.y_single, enc)
+        steps = self.position_loss(fused, enc.target, enc.target_domain, salt=3)
+        return self.reduce(steps, enc.target_domain, enc.target > 0, batch)
 
     def after_train_step(self, terms):
         """Keep the batch's lambda (Eq. 11) for the next batch."""

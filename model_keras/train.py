@@ -218,8 +218,8 @@ def apply_prediction_towers(
 ) -> dict | None:
     """`config.prediction_towers` applied to a SyNCRec model trained on both tasks (others have one tower: None).
 
-    "valid": choose_prediction_towers; "cross": every domain from the cross tower (Eq. 19). Either way the
-    variable is set, so the same finished run can be served under either setting."""
+    "valid": choose_prediction_towers (cross, single or both per domain); "cross": every domain from the cross tower
+    (Eq. 19). Either way the variable is set, so the same finished run can be served under either setting."""
     if config.architecture != "syncrec" or config.mode != "syncrec":
         return None
     if config.prediction_towers == "cross":
@@ -231,32 +231,38 @@ def apply_prediction_towers(
 def choose_prediction_towers(
     model, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol, margin: float
 ) -> dict:
-    """Set SyNCRec's `prediction_tower`: per domain, its single tower where that beats the cross tower on valid
-    NDCG@10 by more than `margin` standard errors of the paired per-user gain (and by anything at all), else the
-    cross tower (Eq. 19).
+    """Set SyNCRec's `prediction_tower`: per domain, the view that beats the cross tower (Eq. 19) on valid NDCG@10 by
+    the most, among its single tower and both towers summed, where that gain exceeds `margin` standard errors of the
+    paired per-user gain (and anything at all); else the cross tower.
 
     Training selected the epoch on the cross tower; this is a second choice on the same valid split, made
-    once, on the selected weights (the test split is never looked at). Both towers rank the same users against
-    the same candidates, so the gain is paired per user: its standard error shrinks with the valid split, and a
+    once, on the selected weights (the test split is never looked at). Every view ranks the same users against
+    the same candidates, so a gain is paired per user: its standard error shrinks with the valid split, and a
     win that a few hundred users' noise would explain keeps the cross tower. Returns {domain: {"tower",
-    "cross", "single" (valid NDCG@10), "gain", "standard_error", "users"}} for training.json."""
+    "cross", "single", "both" (valid NDCG@10), "gain" and "standard_error" (single over cross: negative transfer,
+    pipeline.blessing reads it), "gain_both", "standard_error_both", "users"}} for training.json."""
+    from model_keras.model import TOWERS
+
     towers = {
         view: rank_users(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
-        for view in ("cross", "single")
+        for view in ("cross", "single", "both")
     }
     choice = {}
     for d in vocabulary.domains:
-        cross, single = (towers[view].in_domain(d.domain_id) for view in ("cross", "single"))
-        gain, standard_error = paired_gain(cross, single, k=SELECTION_K)
+        ranks = {view: towers[view].in_domain(d.domain_id) for view in towers}
+        gains = {view: paired_gain(ranks["cross"], ranks[view], k=SELECTION_K) for view in ("single", "both")}
+        winners = {view: gain for view, (gain, se) in gains.items() if gain > 0 and gain > margin * se}
+        finite = lambda se: se if math.isfinite(se) else None  # noqa: E731 (None: under two users)
         choice[d.name] = {
-            "tower": "single" if gain > 0 and gain > margin * standard_error else "cross",
-            "cross": rank_metrics(cross)[SELECTION_METRIC],
-            "single": rank_metrics(single)[SELECTION_METRIC],
-            "gain": gain,
-            "standard_error": standard_error if math.isfinite(standard_error) else None,  # None: under two users
-            "users": int(cross.size),
+            "tower": max(winners, key=winners.get) if winners else "cross",
+            **{view: rank_metrics(ranks[view])[SELECTION_METRIC] for view in towers},
+            "gain": gains["single"][0],
+            "standard_error": finite(gains["single"][1]),
+            "gain_both": gains["both"][0],
+            "standard_error_both": finite(gains["both"][1]),
+            "users": int(ranks["cross"].size),
         }
-    model.prediction_tower.assign([int(choice[d.name]["tower"] == "single") for d in vocabulary.domains])
+    model.prediction_tower.assign([TOWERS.index(choice[d.name]["tower"]) for d in vocabulary.domains])
     return choice
 
 

@@ -119,8 +119,9 @@ def negative_transfer(towers: dict | None, margin: float) -> tuple[bool, list[st
         if se is None or not (t["gain"] > 0 and t["gain"] > margin * se):
             continue
         what = f"{domain}: negative transfer (single tower {t['gain']:+.4f} ± {se:.4f} valid NDCG@10 over the cross tower)"
-        if t["tower"] == "single":
-            reasons.append(f"{what}: fixed, the domain is served by its single tower")
+        if t["tower"] in ("single", "both"):
+            served = "its single tower" if t["tower"] == "single" else "both towers summed, which beat it on valid"
+            reasons.append(f"{what}: fixed, the domain is served by {served}")
         else:
             refused = True
             reasons.append(f"{what} while the cross tower serves it: not blessed (use prediction_towers=valid)")

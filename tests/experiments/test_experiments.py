@@ -54,6 +54,25 @@ def test_diagnose_reads_the_run_of_its_settings_not_the_newest_one(tmp_path):
         find_run(str(tmp_path), variant, ModelConfig.from_dict({"num_cross_experts": 1, "seed": 1}), protocol)
 
 
+def test_a_setting_added_later_keeps_the_older_runs_folders():
+    """A setting in ADDED_SETTINGS at the value that trains as the code before it did is left out of the folder's
+    digest (the runs recorded before it existed are found); any other value names another folder."""
+    import hashlib
+
+    from model_keras.config import ADDED_SETTINGS, POST_TRAINING_SETTINGS
+    from model_keras.evaluation import EvalProtocol
+
+    protocol, config = EvalProtocol(), ModelConfig.from_dict({**ADDED_SETTINGS, "seed": 0})
+    older = {k: v for k, v in config.to_dict().items() if k not in ADDED_SETTINGS and k not in POST_TRAINING_SETTINGS}
+    key = json.dumps({**older, "selection": protocol.describe()}, sort_keys=True)  # what the older code hashed
+    folder = run_folder("out", VARIANTS["syncrec"], config, protocol)
+    assert folder == f"out/runs/syncrec/{hashlib.sha256(key.encode()).hexdigest()[:10]}/seed0"
+    for name in ADDED_SETTINGS:
+        other = ModelConfig.from_dict({**ADDED_SETTINGS, name: {"sort_window": 16, "softmax_sampling": "popularity",
+                                                                "fused_loss_weight": 1.0}.get(name, True)})
+        assert run_folder("out", VARIANTS["syncrec"], other, protocol) != folder, name
+
+
 def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_runs(tmp_path):
     result = run("compare", "--models", "syncrec,gru4rec,bprmf", "--report-also", "999:domain", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]

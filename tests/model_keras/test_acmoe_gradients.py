@@ -41,3 +41,18 @@ def test_gates_and_towers_get_gradient_from_their_own_task(make_model, batch):
     assert tape.gradient(terms["cross_loss"], model.acmoe.single_gates.kernel) is None
     assert float(tf.norm(tape.gradient(terms["cross_loss"], model.cross_tower.w1))) > 0
     assert float(tf.norm(tape.gradient(terms["single_loss"], model.single_towers.w1))) > 0
+
+
+def test_the_fused_loss_trains_both_towers_and_keeps_the_split(make_model, batch):
+    """fused_loss_weight: the loss of y^cross + y^single reaches both towers and gates, every expert through its own
+    side of the stop-gradient (1..j via the cross mixture, j+1..K via the single one), and adds to the total."""
+    model = make_model(num_experts=4, num_cross_experts=1, fused_loss_weight=0.5)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = model.compute_losses(batch, training=False)
+    assert "fused_loss" in model.loss_names() and "fused_loss" not in make_model().loss_names()
+    expected = model.config.eta * (terms["single_loss"] + terms["cross_loss"]) + 0.5 * terms["fused_loss"]
+    assert abs(float(terms["loss"] - expected)) < 1e-4
+    for weights in (model.cross_tower.w1, model.single_towers.w1, model.acmoe.cross_gate.kernel,
+                    model.acmoe.single_gates.kernel):
+        assert float(tf.norm(tape.gradient(terms["fused_loss"], weights))) > 0
+    assert all(n > 0 for n in expert_gradient_norms(model, batch, "fused_loss"))

@@ -53,19 +53,21 @@ def test_one_domain_path_gives_the_single_towers_value(make_model, batch, vocab,
 
 
 def test_served_view_follows_the_chosen_tower_per_domain(make_model, batch, vocab):
-    """prediction_tower picks, per target domain, the cross tower (Eq. 19) or the domain's single tower; sdsr models
-    serve their single towers from the start."""
+    """prediction_tower picks, per target domain, the cross tower (Eq. 19), the domain's single tower or both summed;
+    sdsr models serve their single towers from the start."""
     model = make_model()
     randomize(model, seed=3)
     rows = {**batch, "label_domain": tf.constant([(r % vocab.num_domains) + 1 for r in range(32)], tf.int32)}
     cross = model.representation_for(rows, "cross").numpy()
     single = model.representation_for(rows, "single").numpy()
+    np.testing.assert_allclose(model.representation_for(rows, "both").numpy(), cross + single, atol=1e-5)
     np.testing.assert_allclose(model.representation_for(rows).numpy(), cross, atol=1e-6)  # the default: all cross
-    chosen = [1, 0] * vocab.num_domains
+    chosen = [1, 0, 2] * vocab.num_domains
     model.prediction_tower.assign(chosen[: vocab.num_domains])
     served = model.representation_for(rows).numpy()
-    use_single = np.array(chosen)[rows["label_domain"].numpy() - 1] == 1
-    np.testing.assert_allclose(served[use_single], single[use_single], atol=2e-5, rtol=1e-4)
-    np.testing.assert_allclose(served[~use_single], cross[~use_single], atol=1e-6)
-    assert np.abs(served[use_single] - cross[use_single]).max() > 0.1  # the towers differ: the choice shows
+    tower = np.array(chosen)[rows["label_domain"].numpy() - 1]
+    np.testing.assert_allclose(served[tower == 1], single[tower == 1], atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(served[tower == 0], cross[tower == 0], atol=1e-6)
+    np.testing.assert_allclose(served[tower == 2], (cross + single)[tower == 2], atol=2e-5, rtol=1e-4)
+    assert np.abs(served[tower == 1] - cross[tower == 1]).max() > 0.1  # the towers differ: the choice shows
     assert make_model(mode="sdsr").prediction_tower.numpy().tolist() == [1] * vocab.num_domains

@@ -56,31 +56,36 @@ def test_best_weights_reload_to_the_same_valid_metrics(trained, sample_examples,
 
 @pytest.mark.slow
 def test_each_domain_is_served_by_the_tower_that_wins_on_valid(trained, sample_examples, vocab):
-    """After selection, each domain gets its single tower only where its paired per-user valid NDCG@10 gain over the
-    cross tower exceeds tower_choice_margin standard errors; the choice is saved with the selected weights, and the
-    reported valid metrics are the served ones."""
+    """After selection, each domain gets its single tower or both towers summed only where that view's paired per-user
+    valid NDCG@10 gain over the cross tower exceeds tower_choice_margin standard errors (the larger gain of the two
+    wins); the choice is saved with the selected weights, and the reported valid metrics are the served ones."""
+    from model_keras.model import TOWERS
+
     out, summary = trained
     towers = summary["prediction_towers"]
     margin = summary["config"]["tower_choice_margin"]
     assert set(towers) == set(vocab.domain_names) and margin == 2.0
     for name, choice in towers.items():
         assert choice["gain"] == pytest.approx(choice["single"] - choice["cross"], abs=1e-9)
+        assert choice["gain_both"] == pytest.approx(choice["both"] - choice["cross"], abs=1e-9)
         assert choice["users"] == summary["valid"]["domains"][name]["users"] > 1
-        wins = choice["gain"] > 0 and choice["gain"] > margin * choice["standard_error"]
-        assert choice["tower"] == ("single" if wins else "cross")
+        gains = {"single": (choice["gain"], choice["standard_error"]), "both": (choice["gain_both"], choice["standard_error_both"])}
+        wins = {view: g for view, (g, se) in gains.items() if g > 0 and g > margin * se}
+        assert choice["tower"] == (max(wins, key=wins.get) if wins else "cross")
         assert choice["cross"] == pytest.approx(summary["valid_at_selection"]["domains"][name]["NDCG@10"], abs=1e-9)
         served = summary["valid"]["domains"][name]["NDCG@10"]
         assert served == pytest.approx(choice[choice["tower"]], abs=1e-6)
     model = load_trained(str(out), str(sample_examples[0]))
-    assert model.prediction_tower.numpy().tolist() == [int(towers[n]["tower"] == "single") for n in vocab.domain_names]
+    assert model.prediction_tower.numpy().tolist() == [TOWERS.index(towers[n]["tower"]) for n in vocab.domain_names]
     saved = json.loads((out / "training.json").read_text())
     assert saved["prediction_towers"] == towers
 
 
 @pytest.mark.slow
 def test_with_no_margin_any_valid_gain_takes_the_single_tower(trained, sample_examples, tmp_path):
-    """tower_choice_margin=0 on the same finished run (no training): every domain whose single tower scored any higher
-    valid NDCG@10 now takes it, the rest keep the cross tower; the margin only ever keeps the cross tower."""
+    """tower_choice_margin=0 on the same finished run (no training): every domain where the single tower or both
+    towers scored any higher valid NDCG@10 takes the better of them, the rest keep the cross tower; the margin only
+    ever keeps the cross tower."""
     import shutil
 
     out, summary = trained
@@ -91,9 +96,10 @@ def test_with_no_margin_any_valid_gain_takes_the_single_tower(trained, sample_ex
     )
     assert again["epochs_run"] == 0
     for name, choice in again["prediction_towers"].items():
-        assert choice["tower"] == ("single" if choice["single"] > choice["cross"] else "cross")
-        if summary["prediction_towers"][name]["tower"] == "single":
-            assert choice["tower"] == "single"
+        best = max(("single", "both"), key=lambda view: choice[view])
+        assert choice["tower"] == (best if choice[best] > choice["cross"] else "cross")
+        if summary["prediction_towers"][name]["tower"] != "cross":
+            assert choice["tower"] == summary["prediction_towers"][name]["tower"]
 
 
 @pytest.mark.slow
@@ -118,15 +124,16 @@ def test_a_finished_run_takes_the_other_tower_setting_without_training(trained, 
 
 @pytest.mark.slow
 def test_the_saved_model_serves_the_chosen_towers(trained, sample_examples, vocab, tmp_path):
-    """With some domains on their single tower, the SavedModel's score_items (fed whole histories, as clients send
-    them) gives the Keras model's served scores: X^d is rebuilt in the graph exactly as the transform builds it."""
+    """With some domains on their single tower and some on both towers summed, the SavedModel's score_items (fed
+    whole histories, as clients send them) gives the Keras model's served scores: X^d is rebuilt in the graph exactly
+    as the transform builds it."""
     from model_keras.evaluation import ModelScorer
     from model_keras.input_fn import make_dataset
     from pipeline.blessing import SavedModelScorer
 
     out, _ = trained
     model = load_trained(str(out), str(sample_examples[0]))
-    model.prediction_tower.assign([d % 2 for d in range(vocab.num_domains)])
+    model.prediction_tower.assign([d % 2 for d in range(vocab.num_domains - 1)] + [2])  # the last domain: both
     _export(model, model.config, vocab, str(tmp_path))
     saved = SavedModelScorer(str(tmp_path / "saved_model"), vocab)
     keras, cross = ModelScorer(model), ModelScorer(model, "cross")
@@ -136,12 +143,17 @@ def test_the_saved_model_serves_the_chosen_towers(trained, sample_examples, voca
     candidates = np.stack([rng.integers(d.start + 1, d.end, size=20) for d in ranges]).astype(np.int32)
     expected = keras.score_candidates(batch, candidates)
     np.testing.assert_allclose(saved.score_candidates(batch, candidates), expected, rtol=1e-4, atol=1e-4)
-    single_rows = batch["label_domain"].numpy() % 2 == 0  # domain d is served by its single tower when d-1 is odd
-    assert single_rows.any() and (~single_rows).any()
-    assert np.abs(expected[single_rows] - cross.score_candidates(batch, candidates)[single_rows]).max() > 1e-2
-    np.testing.assert_allclose(
-        expected[~single_rows], cross.score_candidates(batch, candidates)[~single_rows], atol=1e-5
-    )
+    label = batch["label_domain"].numpy()
+    both_rows = label == vocab.num_domains
+    single_rows = (label % 2 == 0) & ~both_rows  # domain d is served by its single tower when d-1 is odd
+    cross_rows = ~single_rows & ~both_rows
+    assert single_rows.any() and cross_rows.any() and both_rows.any()
+    by_cross = cross.score_candidates(batch, candidates)
+    by_single = ModelScorer(model, "single").score_candidates(batch, candidates)
+    assert np.abs(expected[single_rows] - by_cross[single_rows]).max() > 1e-2
+    np.testing.assert_allclose(expected[single_rows], by_single[single_rows], atol=1e-5)
+    np.testing.assert_allclose(expected[cross_rows], by_cross[cross_rows], atol=1e-5)
+    np.testing.assert_allclose(expected[both_rows], (by_cross + by_single)[both_rows], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

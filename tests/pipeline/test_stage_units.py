@@ -271,6 +271,8 @@ def test_negative_transfer_is_fixed_by_the_tower_choice_or_refused():
     assert not refused and len(reasons) == 1 and "A: negative transfer" in reasons[0] and "fixed" in reasons[0]
     refused, reasons = negative_transfer({"A": {**towers["A"], "tower": "cross"}}, 2.0)
     assert refused and "while the cross tower serves it: not blessed" in reasons[0]
+    refused, reasons = negative_transfer({"A": {**towers["A"], "tower": "both"}}, 2.0)  # the sum beat the single tower
+    assert not refused and "fixed, the domain is served by both towers summed" in reasons[0]
     assert negative_transfer(None, 2.0) == (False, [])
 
 
