@@ -223,16 +223,16 @@ def sweep(args, examples, base):
         )
         for suffix, p, table in _tables(results, args)
     ]
-    table = outputs[0][1]
-    domains = list(next(iter(table.values())))
-    plots.lines(
-        parsed,
-        {d: [table[f"{key}={v}"][d]["NDCG@10"]["mean"] for v in parsed] for d in domains},
-        os.path.join(args.out, "sweep.png"),
-        f"NDCG@10 against {key}",
-        key,
-        "NDCG@10",
-    )
+    for (suffix, table, _), (_, protocol, _) in zip(outputs, _tables(results, args)):  # one figure a protocol
+        domains = list(next(iter(table.values())))
+        plots.lines(
+            parsed,
+            {d: [table[f"{key}={v}"][d]["NDCG@10"]["mean"] for v in parsed] for d in domains},
+            os.path.join(args.out, f"sweep{suffix}.png"),
+            f"test NDCG@10 against {key} ({protocol.describe()})",
+            key,
+            "NDCG@10",
+        )
     return results, outputs
 
 

@@ -155,9 +155,10 @@ def test_negative_transfer_ablation_and_sweep(tmp_path):
     result = run("ablation", "--models", "syncrec,full,causal gates", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path, "ablation")) == {"syncrec", "full", "causal gates"}
-    result = run("sweep", "--grid", "num_experts=2,3", "--out", str(tmp_path))
+    result = run("sweep", "--grid", "num_experts=2,3", "--report-also", "999:domain", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path, "sweep")) == {"num_experts=2", "num_experts=3"}
+    assert (tmp_path / "sweep.999-domain.png").stat().st_size > 1000  # the curve under each protocol reported
 
 
 @pytest.mark.parametrize(
