@@ -124,6 +124,14 @@ class ModelConfig:
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        # A whole number given for a float setting (`--set weight_decay=0`) is that float: one value, one spelling,
+        # so the same settings always name the same run folder (experiments.runner.run_folder hashes them).
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, f.name, float(value))
+
     def setting_problems(self) -> list[str]:
         """Every problem with the user-set values (types and ranges), all at once."""
         problems = []

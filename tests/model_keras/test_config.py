@@ -95,3 +95,16 @@ def test_a_post_training_setting_does_not_make_a_new_run():
     assert folder(prediction_towers="cross") == folder(prediction_towers="valid")
     assert folder(tower_choice_margin=0) == folder(tower_choice_margin=3)
     assert folder(embed_dim=16) != folder(embed_dim=32)
+
+
+def test_a_whole_number_for_a_float_setting_is_that_float():
+    """`--set weight_decay=0` and `--set weight_decay=0.0` are one setting: the same config, the same run folder."""
+    from experiments.runner import VARIANTS, run_folder
+    from model_keras.config import parse_settings
+    from model_keras.evaluation import EvalProtocol
+
+    whole, point = (ModelConfig.from_dict(parse_settings([f"weight_decay={v}", "dropout=0"])) for v in ("0", "0.0"))
+    assert whole == point and isinstance(whole.weight_decay, float) and isinstance(whole.dropout, float)
+    assert run_folder("o", VARIANTS["syncrec"], whole, EvalProtocol()) == run_folder("o", VARIANTS["syncrec"], point, EvalProtocol())
+    assert isinstance(ModelConfig(epochs=3).epochs, int)  # whole-number settings stay whole
+    assert "must be a finite number" in " ".join(ModelConfig(dropout="x").setting_problems())
