@@ -140,7 +140,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
             logs[f"val_{metric}"] = result["all"][metric]
         if score > self.state["best_score"] and result["health"]["non_finite_scores"] == 0:
             self.state.update(best_epoch=epoch + 1, best_score=score, best_result=result)
-            self.model.save_weights(os.path.join(self.best_dir, "weights"))
+            keep_best_weights(self.model, self.best_dir, self.state, f"epoch-{epoch + 1}")
         elif self.patience and epoch + 1 >= self.min_epochs and epoch + 1 - self.state["best_epoch"] >= self.patience:
             self.state["stopped_early"] = True
             self.model.stop_training = True
@@ -152,10 +152,44 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         self.state["history"] = [entry for entry in self.state["history"] if entry["epoch"] <= epoch]
 
     def _save_state(self):
-        os.makedirs(self.best_dir, exist_ok=True)
-        with open(self._state_path + ".tmp", "w", encoding="utf-8") as handle:
-            json.dump(self.state, handle)
-        os.replace(self._state_path + ".tmp", self._state_path)
+        _save_selection_state(self.best_dir, self.state)
+
+
+def _save_selection_state(best_dir: str, state: dict) -> None:
+    os.makedirs(best_dir, exist_ok=True)
+    path = os.path.join(best_dir, "state.json")
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    os.replace(path + ".tmp", path)
+
+
+def keep_best_weights(model, best_dir: str, state: dict, tag: str) -> None:
+    """Write the weights under a new name, point the selection state at them, and only then drop the older ones.
+
+    A checkpoint is two files (index and data) written one after the other, so weights rewritten in place are
+    unreadable when a run is killed between the two (a resumed ABE run failed at its end, restoring a best epoch
+    whose data file belonged to a later save). Here a kill at any moment leaves a state.json naming complete
+    weights."""
+    if state.get("weights", "").split("/")[0] == tag:  # the same epoch saved again (its towers chosen anew)
+        tag = f"{tag}-again"
+    model.save_weights(os.path.join(best_dir, tag, "weights"))
+    state["weights"] = f"{tag}/weights"
+    _save_selection_state(best_dir, state)
+    for entry in os.listdir(best_dir):
+        if entry != tag and os.path.isdir(os.path.join(best_dir, entry)) and entry.startswith("epoch-"):
+            shutil.rmtree(os.path.join(best_dir, entry), ignore_errors=True)
+
+
+def best_weights(output_dir: str) -> str:
+    """The checkpoint prefix of a run's selected weights: the one OUTPUT/best/state.json names (runs recorded
+    before the state named them kept a single OUTPUT/best/weights)."""
+    best_dir = os.path.join(output_dir, "best")
+    state_path = os.path.join(best_dir, "state.json")
+    state = {}
+    if os.path.isfile(state_path):
+        with open(state_path, encoding="utf-8") as handle:
+            state = json.load(handle)
+    return os.path.join(best_dir, state.get("weights", "weights"))
 
 
 def _restore_or_warm_start(model, vocabulary, output_dir, warm_start):
@@ -349,7 +383,7 @@ def run_fn(
     if config.distribution != "none":  # the outputs come from a plain copy: no distributed variables in them
         model = build_model(config, vocabulary, sample)
     if validation.state["best_epoch"]:
-        model.load_weights(os.path.join(output_dir, "best", "weights")).expect_partial()
+        model.load_weights(best_weights(output_dir)).expect_partial()
         valid_result = validation.state["best_result"]
     else:  # no epoch trained (a warm start exported as it is)
         valid_result = evaluate(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
@@ -358,8 +392,8 @@ def run_fn(
     towers = apply_prediction_towers(model, config, examples_dir, vocabulary, protocol)
     if towers is not None:
         valid_result = evaluate(ModelScorer(model), examples_dir, "valid", vocabulary, protocol)
-    if validation.state["best_epoch"] and model.prediction_tower is not None:
-        model.save_weights(os.path.join(output_dir, "best", "weights"))  # with the towers (load_trained reads them)
+    if validation.state["best_epoch"] and model.prediction_tower is not None:  # with the towers (load_trained reads them)
+        keep_best_weights(model, validation.best_dir, validation.state, f"epoch-{validation.state['best_epoch']}-served")
     previous = _previous_summary(output_dir)
     summary = {
         "config": config.to_dict(),
@@ -410,7 +444,7 @@ def load_trained(output_dir: str, examples_dir: str):
     vocabulary = Vocabulary.load(os.path.join(examples_dir, "vocabulary.json"))
     sample = next(iter(make_dataset(examples_dir, "valid", vocabulary.num_domains, 2)))
     model = build_model(config, vocabulary, sample)
-    model.load_weights(os.path.join(output_dir, "best", "weights")).expect_partial()
+    model.load_weights(best_weights(output_dir)).expect_partial()
     return model
 
 

@@ -15,7 +15,15 @@ from model_keras.evaluation import PopularityScorer, evaluate
 from model_keras.signatures import left_pad_history
 from schemas.vocabulary import Vocabulary
 from model_keras.input_fn import make_dataset
-from model_keras.train import TrainingDiverged, _export, build_model, load_trained, run_fn
+from model_keras.train import (
+    TrainingDiverged,
+    _export,
+    best_weights,
+    build_model,
+    keep_best_weights,
+    load_trained,
+    run_fn,
+)
 from model_keras.warm_start import model_weights, warm_start
 
 SMALL = dict(embed_dim=32, num_blocks=1, epochs=6, batch_size=64, learning_rate=2e-3)
@@ -113,7 +121,7 @@ def test_a_finished_run_takes_the_other_tower_setting_without_training(trained, 
     shutil.copytree(out, copy)
     chosen = load_trained(str(copy), str(sample_examples[0]))
     chosen.prediction_tower.assign([1] * 5)  # as if every domain had chosen its single tower
-    chosen.save_weights(str(copy / "best" / "weights"))
+    chosen.save_weights(best_weights(str(copy)))
     config = ModelConfig(**dict(SMALL, prediction_towers="cross"))
     again = run_fn(str(sample_examples[0]), str(copy), config, verbose=0, export=False)
     assert again["epochs_run"] == 0 and again["best_epoch"] == summary["best_epoch"]
@@ -335,6 +343,38 @@ def test_resume_continues_from_the_last_epoch(sample_examples, vocab, tmp_path):
     # the time spent is kept across resumes (a rerun that trains nothing does not reset it to 0)
     assert third["train_seconds_total"] == second["train_seconds_total"] > 0
     assert third["valid"]["all"]["NDCG@10"] == pytest.approx(second["valid"]["all"]["NDCG@10"], abs=1e-9)
+
+
+def test_a_run_killed_while_keeping_its_best_weights_still_names_readable_ones(tmp_path, monkeypatch):
+    """A checkpoint is an index and a data file written in turn; a kill between the two used to leave the best
+    epoch's weights unreadable (a resumed run then failed at its end). The new weights go under a new name and the
+    state names them only once they are complete: a kill mid-save leaves the previous best, intact."""
+    model = tf.keras.Sequential([tf.keras.layers.Dense(3, input_shape=(2,))])
+    best_dir, state = str(tmp_path / "best"), {"best_epoch": 1}
+    keep_best_weights(model, best_dir, state, "epoch-1")
+    first = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1 for w in first])
+    original = tf.keras.Model.save_weights
+
+    def killed_mid_save(self, path, *args, **kwargs):
+        original(self, path, *args, **kwargs)
+        with open(f"{path}.data-00000-of-00001", "r+b") as handle:  # as if the data file were half rewritten
+            handle.write(b"\0" * 16)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tf.keras.Model, "save_weights", killed_mid_save)
+    with pytest.raises(KeyboardInterrupt):
+        keep_best_weights(model, best_dir, dict(state, best_epoch=2), "epoch-2")
+    monkeypatch.undo()
+    restored = tf.keras.Sequential([tf.keras.layers.Dense(3, input_shape=(2,))])
+    restored.load_weights(best_weights(str(tmp_path))).expect_partial()
+    assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), first))
+    # a completed save replaces the older weights, and the same epoch saved again (its towers) is a new name too
+    keep_best_weights(model, best_dir, state, "epoch-2")
+    keep_best_weights(model, best_dir, state, "epoch-2")
+    assert sorted(p.name for p in (tmp_path / "best").iterdir() if p.is_dir()) == ["epoch-2-again"]
+    restored.load_weights(best_weights(str(tmp_path))).expect_partial()
+    assert all(np.array_equal(a, b + 1) for a, b in zip(restored.get_weights(), first))
 
 
 def test_left_pad_history_adds_sos_and_keeps_the_most_recent():
