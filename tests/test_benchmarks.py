@@ -49,3 +49,19 @@ def test_training_benchmark_names_a_bad_setting_before_any_work(setting, message
     result = run("benchmarks.training_benchmark", "--set", setting)
     assert result.returncode == 2 and message in result.stderr
     assert "Traceback" not in result.stderr and "| T |" not in result.stdout
+
+
+def test_epoch_benchmark_times_plain_and_length_sorted_batches():
+    """The same examples an epoch either way; sorted by length, the batches a step runs at are shorter."""
+    result = run("benchmarks.epoch_benchmark", "--epochs", "2", "--set", "embed_dim=8", "--set", "batch_size=64")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")}
+    plain, sorted_ = rows["0"], rows["16"]
+    assert int(plain[2]) == int(sorted_[2]) == 8  # 500 users in batches of 64
+    assert float(sorted_[3]) < float(plain[3]) and all(float(r[5]) > 0 for r in (plain, sorted_))
+    assert "machine: " in result.stdout.splitlines()[0]
+
+
+def test_epoch_benchmark_names_a_bad_examples_folder(tmp_path):
+    result = run("benchmarks.epoch_benchmark", "--examples", str(tmp_path))
+    assert result.returncode == 2 and "no transform output there" in result.stderr and "Traceback" not in result.stderr
