@@ -32,6 +32,7 @@ from pipeline.kubeflow import (
     PipelineFailed,
     compile_pipeline,
     normalise_cron,
+    pipeline_module,
     schedule,
     submit,
 )
@@ -110,12 +111,11 @@ def run_local(config: PipelineConfig, verbose: bool = False) -> dict:
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=paths["pipeline_root"])
-        from pipeline.kfp_pipeline import create_pipeline
-
-        try:
-            create_pipeline(**pipeline_arguments(config))
-        except RuntimeError as err:
-            raise PipelineFailed(_failure_message(paths, log_path, err)) from err
+        with pipeline_module(retries=False) as module:  # a failure on one machine is the answer, not a blip
+            try:
+                module.create_pipeline(**pipeline_arguments(config))
+            except RuntimeError as err:
+                raise PipelineFailed(_failure_message(paths, log_path, err)) from err
     with open(os.path.join(paths["report_dir"], "metrics.json"), encoding="utf-8") as handle:
         report = json.load(handle)
     with open(os.path.join(paths["root"], STATE_FILE), "w", encoding="utf-8") as handle:

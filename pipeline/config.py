@@ -285,6 +285,7 @@ class KubeflowConfig:
 
     image: str = "syncrec:latest"
     enable_caching: bool = True  # Kubeflow's task cache (`compile --no-cache` turns it off)
+    retry_failed_tasks: bool = True  # `retries` below, after a preempted pod or a lost node; run-local has neither
     models_mount: str = KUBEFLOW_SERVING_ROOT
     # Derived from pipeline/stage_table.py (one row a stage), keyed by Kubeflow task name.
     resources: dict = field(default_factory=lambda: {s.task: s.resources for s in STAGES})

@@ -22,9 +22,10 @@ from pipeline.config import KubeflowConfig, pipeline_parameters
 from pipeline.stage_table import BY_KEY, STAGES
 from pipeline.stages import DRIFT_SETTINGS
 
-KUBEFLOW = KubeflowConfig(
+KUBEFLOW = KubeflowConfig(  # compile-time settings; pipeline.kubeflow.pipeline_module sets them
     image=os.environ.get("SYNCREC_IMAGE", KubeflowConfig.image),
     enable_caching=os.environ.get("SYNCREC_KFP_CACHING", "1") != "0",
+    retry_failed_tasks=os.environ.get("SYNCREC_KFP_RETRIES", "1") != "0",
 )
 
 
@@ -246,7 +247,7 @@ def _on_cluster(task, key: str, models_pvc=None):
     task.set_cpu_request(resources.cpu_request).set_cpu_limit(resources.cpu_limit)
     task.set_memory_request(resources.memory_request).set_memory_limit(resources.memory_limit)
     task.set_caching_options(KUBEFLOW.enable_caching and stage.cached)
-    if stage.retries:
+    if stage.retries and KUBEFLOW.retry_failed_tasks:
         task.set_retry(num_retries=stage.retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
     kubernetes.set_timeout(task, stage.timeout_s)
     if stage.models_volume:

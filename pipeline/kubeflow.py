@@ -10,6 +10,7 @@ the never-cached Resolver and InputFingerprint).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import tempfile
@@ -23,6 +24,7 @@ IMAGE_ENV, NAMESPACE_ENV, TOKEN_ENV, TOKEN_FILE_ENV = (
     "KF_PIPELINES_TOKEN",
     "KF_PIPELINES_TOKEN_FILE",
 )
+CACHING_ENV, RETRIES_ENV = "SYNCREC_KFP_CACHING", "SYNCREC_KFP_RETRIES"  # read by pipeline.kfp_pipeline at import
 
 
 @dataclass(frozen=True)
@@ -62,22 +64,37 @@ class PipelineFailed(Exception):
     """The run stopped or could not be sent; str() says where and why."""
 
 
-def compile_pipeline(output: str, image: str | None = None, enable_caching: bool = True) -> str:
-    """Write the KFP spec with `resolve_image(image)` as the component image; caching off with enable_caching=False."""
-    from kfp import compiler
+@contextlib.contextmanager
+def pipeline_module(image: str | None = None, enable_caching: bool = True, retries: bool = True):
+    """pipeline.kfp_pipeline defined with these compile-time settings (they are read when the module is imported),
+    and as it was afterwards.
 
+    `retries=False` is for run-local: retrying a failed task is for a cluster, where a pod is preempted or its node
+    lost; on one machine a failure is deterministic (a diverged training, a bad input), and kfp.local would retry it
+    with the cluster's back-off, 90 s before the message."""
     from pipeline import kfp_pipeline
 
-    saved = {k: os.environ.get(k) for k in (IMAGE_ENV, "SYNCREC_KFP_CACHING")}
-    os.environ[IMAGE_ENV] = resolve_image(image)
-    os.environ["SYNCREC_KFP_CACHING"] = "1" if enable_caching else "0"
+    settings = {
+        IMAGE_ENV: resolve_image(image),
+        CACHING_ENV: "1" if enable_caching else "0",
+        RETRIES_ENV: "1" if retries else "0",
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
     try:
-        module = importlib.reload(kfp_pipeline)
-        compiler.Compiler().compile(module.create_pipeline, output)
+        yield importlib.reload(kfp_pipeline)
     finally:
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
         importlib.reload(kfp_pipeline)
+
+
+def compile_pipeline(output: str, image: str | None = None, enable_caching: bool = True) -> str:
+    """Write the KFP spec with `resolve_image(image)` as the component image; caching off with enable_caching=False."""
+    from kfp import compiler
+
+    with pipeline_module(image, enable_caching) as module:
+        compiler.Compiler().compile(module.create_pipeline, output)
     return output
 
 
