@@ -24,8 +24,9 @@ import tensorflow as tf
 from benchmarks.machine import machine_line
 from model_keras.config import ModelConfig, parse_settings
 from model_keras.input_fn import make_dataset
-from model_keras.train import build_model
+from model_keras.train import build_model, fit_to_data
 from schemas.vocabulary import Vocabulary
+
 
 def embedded_examples(folder: str) -> str:
     """The embedded sample (the transform's default input) through the transform, into `folder`."""
@@ -48,9 +49,7 @@ def measure(examples: str, settings: dict, sort_window: int, epochs: int) -> dic
         examples, "train", vocabulary.num_domains, config.batch_size, shuffle=True, seed=0, sort_window=sort_window
     )
     sample = next(iter(batches))
-    config.num_items, config.num_domains = vocabulary.num_items, vocabulary.num_domains
-    config.max_len = int(sample["item"].shape[1])
-    config.validate()
+    fit_to_data(config, vocabulary, sample)
     tf.keras.utils.set_random_seed(0)
     model = build_model(config, vocabulary, sample)
     seconds = []

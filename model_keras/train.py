@@ -56,6 +56,13 @@ class TrainingDiverged(ValueError):
     """The loss or the weights became NaN or infinite; str() says when and what to change."""
 
 
+def fit_to_data(config: ModelConfig, vocabulary: Vocabulary, sample_batch) -> None:
+    """The sizes that come from the data (items, domains, T of the examples), then every setting checked."""
+    config.num_items, config.num_domains = vocabulary.num_items, vocabulary.num_domains
+    config.max_len = int(sample_batch["item"].shape[1])
+    config.validate()
+
+
 def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
     """The model named by `config.architecture`, with every weight created and an optimizer."""
     from model_keras import registry
@@ -344,8 +351,7 @@ def run_fn(
             f"T = {examples_t} (transform with --max-len {config.max_len} to train with it)",
             file=sys.stderr,
         )
-    config.num_items, config.num_domains, config.max_len = vocabulary.num_items, vocabulary.num_domains, examples_t
-    config.validate()
+    fit_to_data(config, vocabulary, sample)
     with strategy.scope():
         model = build_model(config, vocabulary, sample)
     if config.loss == "softmax" and config.softmax_sampling == "popularity":  # the proposal: training target counts

@@ -276,6 +276,11 @@ def describe_settings() -> str:
     return "\n".join(lines)
 
 
+# KubeflowConfig's values come through the environment: pipeline.kfp_pipeline reads them when it is imported, and
+# pipeline.kubeflow.pipeline_module sets them and imports it again.
+IMAGE_ENV, CACHING_ENV, RETRIES_ENV = "SYNCREC_IMAGE", "SYNCREC_KFP_CACHING", "SYNCREC_KFP_RETRIES"
+
+
 @dataclass(frozen=True)
 class KubeflowConfig:
     """How the compiled pipeline runs on a cluster (compile-time: image, volume, caching, retries, resources).

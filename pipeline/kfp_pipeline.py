@@ -18,14 +18,14 @@ from typing import NamedTuple
 from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from pipeline.config import KubeflowConfig, pipeline_parameters
+from pipeline.config import CACHING_ENV, IMAGE_ENV, RETRIES_ENV, KubeflowConfig, pipeline_parameters
 from pipeline.stage_table import BY_KEY, STAGES
 from pipeline.stages import DRIFT_SETTINGS
 
 KUBEFLOW = KubeflowConfig(  # compile-time settings; pipeline.kubeflow.pipeline_module sets them
-    image=os.environ.get("SYNCREC_IMAGE", KubeflowConfig.image),
-    enable_caching=os.environ.get("SYNCREC_KFP_CACHING", "1") != "0",
-    retry_failed_tasks=os.environ.get("SYNCREC_KFP_RETRIES", "1") != "0",
+    image=os.environ.get(IMAGE_ENV, KubeflowConfig.image),
+    enable_caching=os.environ.get(CACHING_ENV, "1") != "0",
+    retry_failed_tasks=os.environ.get(RETRIES_ENV, "1") != "0",
 )
 
 

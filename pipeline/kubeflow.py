@@ -16,15 +16,16 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from pipeline.config import KubeflowConfig, PipelineConfig, pipeline_arguments
-
-IMAGE_ENV, NAMESPACE_ENV, TOKEN_ENV, TOKEN_FILE_ENV = (
-    "SYNCREC_IMAGE",
-    "KF_PIPELINES_NAMESPACE",
-    "KF_PIPELINES_TOKEN",
-    "KF_PIPELINES_TOKEN_FILE",
+from pipeline.config import (
+    CACHING_ENV,
+    IMAGE_ENV,
+    RETRIES_ENV,
+    KubeflowConfig,
+    PipelineConfig,
+    pipeline_arguments,
 )
-CACHING_ENV, RETRIES_ENV = "SYNCREC_KFP_CACHING", "SYNCREC_KFP_RETRIES"  # read by pipeline.kfp_pipeline at import
+
+NAMESPACE_ENV, TOKEN_ENV, TOKEN_FILE_ENV = ("KF_PIPELINES_NAMESPACE", "KF_PIPELINES_TOKEN", "KF_PIPELINES_TOKEN_FILE")
 
 
 @dataclass(frozen=True)

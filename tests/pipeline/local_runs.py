@@ -1,6 +1,8 @@
 """What the end-to-end pipeline tests share: the CLI run as a user runs it, the smallest model settings, and two
 days of synthetic logs from one generator (so a retrain on the second day sees no drift)."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -27,9 +29,6 @@ def write_days(folder) -> tuple[str, str]:
 
 def first_push(folder) -> tuple[str, str, dict]:
     """run-local on day 1 into folder/r: (root, day2.csv, the report of the pushed model)."""
-    import json
-    import os
-
     day1, day2 = write_days(folder)
     root = str(folder / "r")
     first = run("run-local", "--input", day1, "--format", "raw", "--root", root, *TRAIN)
