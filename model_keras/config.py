@@ -35,7 +35,7 @@ ADDED_SETTINGS = {"sort_window": 0, "cross_tower_per_domain": False, "softmax_sa
 DEVIATIONS = {
     "loss": "softmax: a sampled softmax over 128 items of the target's domain at temperature 0.75 (ABXI's objective) "
     "instead of Eq. 8's log-sigmoid of probability differences against one negative: with it and the capacity below, "
-    "ABE's test NDCG@10 under 999 negatives rises from 0.12 (3 seeds) to 0.15 (2 seeds, both towers summed where valid "
+    "ABE's test NDCG@10 under 999 negatives rises from 0.12 to 0.15 (3 seeds each, both towers summed where valid "
     "chose them; docs/results.md, results 16)",
     "embed_dim": "r = 256 in one transformer block of two heads per expert, dropout 0.5, AdamW (weight decay 1e-3) "
     "with 5 warm-up epochs (ABXI's capacity and regularisation) instead of r = 128 in two single-head blocks with "
