@@ -40,6 +40,7 @@ from experiments.runner import (
     prepare_examples,
     run_info,
     run_variants,
+    valid_line,
     write_outputs,
 )
 from model_keras.config import PRESETS, ModelConfig, expand_preset, parse_settings
@@ -343,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     info["per_seed"] = per_seed(results, args.protocol, tuple(args.report))
     epochs = epochs_line(results) if results else ""
+    protocols = {"": None, **{f".{slug(p)}": p.describe() for p in args.report}}
     for suffix, table, markdown in outputs:
-        write_outputs(args.out, args.command + suffix, table, f"{markdown}\n\n{epochs}", info)
-        print(f"{markdown}\n")
+        valid = f"\n\n{valid_line(results, protocols[suffix])}" if results else ""
+        write_outputs(args.out, args.command + suffix, table, f"{markdown}{valid}\n\n{epochs}", info)
+        print(f"{markdown}{valid}\n")
     print(epochs)
     print(f"\nwrote {os.path.join(args.out, args.command)}.md/.json/.png")
     return 0

@@ -92,14 +92,17 @@ def run_variants(
 ) -> dict:
     """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)],
     "valid": [the valid NDCG@10 the epoch was selected on], "valid_served": [the same weights' valid NDCG@10 as
-    served, after the per-domain tower choice], "histories": [...], "towers": [{domain: tower}]}}.
+    served, after the per-domain tower choice], "valid_also": {protocol: [{domain: valid NDCG@10 as served}]},
+    "histories": [...], "towers": [{domain: tower}]}}.
 
     The two valid figures differ only for SyNCRec when a domain moved to its single tower: the choice itself was
     made on valid, so the served figure is the better of two views of one split, not a selection value that
     could be compared with another model's.
 
     Seeds are the outer loop, so every variant has a first seed before any has a second. Each model
-    is selected on valid under `protocol` and evaluated on test under `protocol` and each of `report`.
+    is selected on valid under `protocol` and evaluated on test under `protocol` and each of `report`; valid is
+    scored under each of `report` too, so that configurations can be compared under another protocol without
+    reading test (99 negatives on valid need not rank models as 999 do).
     """
     vocabulary = Vocabulary.load(os.path.join(examples, "vocabulary.json"))
     results = {
@@ -109,6 +112,7 @@ def run_variants(
             "epochs": [],
             "valid": [],
             "valid_served": [],
+            "valid_also": {p.describe(): [] for p in report},
             "histories": [],
             "towers": [],
         }
@@ -125,6 +129,8 @@ def run_variants(
             entry["seeds"].append(evaluate(scorer, examples, "test", vocabulary, protocol))
             for extra in report:
                 entry["also"][extra.describe()].append(evaluate(scorer, examples, "test", vocabulary, extra))
+                valid = evaluate(scorer, examples, "valid", vocabulary, extra)
+                entry["valid_also"][extra.describe()].append({d: r["NDCG@10"] for d, r in domain_rows(valid).items()})
             entry["epochs"].append((summary["best_epoch"], summary["last_epoch"]))
             entry["valid"].append(summary.get("valid_at_selection", summary["valid"])["all"]["NDCG@10"])
             entry["valid_served"].append(summary["valid"]["all"]["NDCG@10"])
@@ -173,6 +179,7 @@ def per_seed(results: dict, protocol: EvalProtocol, report: tuple[EvalProtocol, 
                 "last_epoch": last,
                 "valid_NDCG@10": entry["valid"][seed],  # what selected the epoch
                 "valid_NDCG@10_served": entry["valid_served"][seed],  # after the tower choice (made on valid)
+                "valid_NDCG@10_also": {name: runs[seed] for name, runs in entry.get("valid_also", {}).items()},
                 "prediction_towers": entry["towers"][seed],  # {} for a model with one tower
                 "test": {
                     name: {
@@ -193,6 +200,16 @@ def epochs_line(results: dict) -> str:
         pairs = ", ".join(f"{best}/{last}" for best, last in entry["epochs"])
         parts.append(f"{model} {pairs}")
     return "best/last epoch per seed: " + "; ".join(parts)
+
+
+def valid_line(results: dict, protocol: str | None = None) -> str:
+    """The valid NDCG@10 (all domains, as served) of each model per seed, under the selection protocol (None) or
+    a reported one: the figure to compare configurations on under that protocol without reading test."""
+    parts = []
+    for model, entry in results.items():
+        values = entry["valid_served"] if protocol is None else [v["all"] for v in entry["valid_also"][protocol]]
+        parts.append(f"{model} " + ", ".join(f"{v:.4f}" for v in values))
+    return "valid NDCG@10 per seed, as served: " + "; ".join(parts)
 
 
 def markdown_table(table: dict, metrics=METRICS, title: str = "") -> str:

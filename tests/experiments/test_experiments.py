@@ -92,6 +92,15 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     wider = json.loads((tmp_path / "compare.999-domain.json").read_text())  # ABXI's protocol: more negatives, lower HR
     assert wider["syncrec"]["all"]["HR@10"]["mean"] < table["syncrec"]["all"]["HR@10"]["mean"]
     assert "999 negatives from the label's domain" in (tmp_path / "compare.999-domain.md").read_text()
+    # valid under the reported protocol too (configurations compared under it without reading test)
+    valid_999 = record["valid_NDCG@10_also"]["999 negatives from the label's domain"]
+    assert set(valid_999) == set(table["syncrec"]) and 0.0 < valid_999["all"] < record["valid_NDCG@10_served"]
+    assert f"valid NDCG@10 per seed, as served: syncrec {valid_999['all']:.4f}; gru4rec" in (
+        tmp_path / "compare.999-domain.md"
+    ).read_text()
+    assert f"valid NDCG@10 per seed, as served: syncrec {record['valid_NDCG@10_served']:.4f}; gru4rec" in (
+        tmp_path / "compare.md"
+    ).read_text()
     assert set(table) == {"syncrec", "gru4rec", "bprmf"}
     assert set(table["syncrec"]) == {
         "Books",
