@@ -332,7 +332,7 @@ def test_resume_continues_from_the_last_epoch(sample_examples, vocab, tmp_path):
             str(sample_examples[0]), str(tmp_path), ModelConfig(**config), verbose=0, callbacks=[StopAfterValidation(2)]
         )
     assert not (tmp_path / "training.json").exists()  # killed before the summary
-    second = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**config), verbose=0)
+    second = run_fn(str(sample_examples[0]), str(tmp_path), ModelConfig(**config), verbose=0, export=False)
     # epoch 2 ran again from the epoch-1 checkpoint; it is listed once, and epoch 1's losses are kept
     assert second["epochs_run"] == 1 and second["last_epoch"] == 2
     assert [h["epoch"] for h in second["valid_history"]] == [1, 2]
