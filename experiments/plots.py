@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -30,13 +32,17 @@ def grouped_bars(table: dict, metric: str, path: str, title: str) -> None:
 
 
 def lines(xs: list, series: dict[str, list[float]], path: str, title: str, xlabel: str, ylabel: str) -> None:
-    """One line per series against `x`, saved as a PNG."""
+    """One line per series against `x`, saved as a PNG; a grid of positive numbers spanning 8x or more (r, negatives:
+    usually doubled) on a log2 axis, so that each doubling is one step."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, ys in series.items():
         ax.plot(xs, ys, marker="o", label=label)
+    if all(isinstance(x, (int, float)) and x > 0 for x in xs) and max(xs) >= 8 * min(xs):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
