@@ -179,7 +179,7 @@ def per_seed(results: dict, protocol: EvalProtocol, report: tuple[EvalProtocol, 
                 "last_epoch": last,
                 "valid_NDCG@10": entry["valid"][seed],  # what selected the epoch
                 "valid_NDCG@10_served": entry["valid_served"][seed],  # after the tower choice (made on valid)
-                "valid_NDCG@10_also": {name: runs[seed] for name, runs in entry.get("valid_also", {}).items()},
+                "valid_NDCG@10_also": {name: runs[seed] for name, runs in entry["valid_also"].items()},
                 "prediction_towers": entry["towers"][seed],  # {} for a model with one tower
                 "test": {
                     name: {

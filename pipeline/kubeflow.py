@@ -75,15 +75,14 @@ def pipeline_module(image: str | None = None, enable_caching: bool = True, retri
     with the cluster's back-off, 90 s before the message."""
     from pipeline import kfp_pipeline
 
-    loaded = kfp_pipeline.KUBEFLOW
-    wanted = (resolve_image(image), enable_caching, retries)
-    if (loaded.image, loaded.enable_caching, loaded.retry_failed_tasks) == wanted:
+    loaded, image = kfp_pipeline.KUBEFLOW, resolve_image(image)
+    if (loaded.image, loaded.enable_caching, loaded.retry_failed_tasks) == (image, enable_caching, retries):
         # Already defined so: a reload costs seconds where many modules are loaded (kfp inspects the call stack
         # for every task setting, and inspect.getmodule scans sys.modules), so it is done only for a change.
         yield kfp_pipeline
         return
     settings = {
-        IMAGE_ENV: resolve_image(image),
+        IMAGE_ENV: image,
         CACHING_ENV: "1" if enable_caching else "0",
         RETRIES_ENV: "1" if retries else "0",
     }

@@ -20,7 +20,6 @@ LONG_FILES = (
     "model_keras/test_losses.py",
     "test_benchmarks.py",
     "model_keras/test_distributed.py",
-    "pipeline/test_kubeflow_api.py",
     "reliability/test_pipeline_guards.py",
 )
 
