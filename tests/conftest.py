@@ -12,10 +12,9 @@ EMBEDDED_SAMPLE = REPO / "data" / "amazon-sample" / "amazon_seq.txt"
 # first, so the two xdist workers (--dist loadfile hands out files in collection order) start with them and end on
 # short files, instead of one long file running alone at the end while the other worker idles.
 LONG_FILES = (
-    "reliability/test_retrain_refusals.py",
+    "pipeline/test_retrain.py",
     "experiments/test_experiments.py",
     "model_keras/test_training.py",
-    "pipeline/test_retrain.py",
     "pipeline/test_run_local.py",
     "model_keras/test_losses.py",
     "test_benchmarks.py",

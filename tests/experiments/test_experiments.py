@@ -73,7 +73,15 @@ def test_a_setting_added_later_keeps_the_older_runs_folders():
         assert run_folder("out", VARIANTS["syncrec"], other, protocol) != folder, name
 
 
-def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_runs(tmp_path):
+@pytest.fixture(scope="module")
+def shared_out(tmp_path_factory):
+    """One --out for the module's end-to-end tests, as a user keeps one: the examples and the default model's run
+    that compare makes are reused by negative-transfer and ablation (each still trains it when run alone)."""
+    return tmp_path_factory.mktemp("experiments")
+
+
+def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_runs(shared_out):
+    tmp_path = shared_out
     result = run("compare", "--models", "syncrec,gru4rec,bprmf", "--report-also", "999:domain", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     table = check_outputs(tmp_path, "compare")
@@ -148,8 +156,9 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     assert all(abs(sum(g["weights"]) - 1) < 0.01 and 0 <= g["entropy"] <= 1.39 for g in report["gates"].values())
 
 
-def test_negative_transfer_ablation_and_sweep(tmp_path):
-    """One --out for the three: the examples and the default model's run are made once and reused."""
+def test_negative_transfer_ablation_and_sweep(shared_out):
+    """The --out compare used: the examples and the default model's run are made once and reused."""
+    tmp_path = shared_out
     result = run("negative-transfer", "--models", "syncrec", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     table = check_outputs(tmp_path, "negative-transfer")
