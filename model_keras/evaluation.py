@@ -106,26 +106,43 @@ class ModelScorer(Scorer):
     domain the tower it chose), or one view forced: "cross" (Eq. 19) or "single" (X^d through the domain's tower).
 
     The model's calls are compiled once (tf.function): evaluation runs every epoch, and eager
-    execution of the encoder costs 4x more than the compiled graph."""
+    execution of the encoder costs 4x more than the compiled graph. Once means once: each function is traced
+    for the first batch's shapes with the batch size (and the number of candidates, which differs between
+    protocols) left open, so the last, smaller batch does not trace the encoder again."""
+
+    INPUTS = ("item", "single_item", "label_domain", "user_id")
 
     def __init__(self, model, view: str = "served"):
         self.model, self.view = model, view
-        inputs = ("item", "single_item", "label_domain", "user_id")
-        self._candidates = tf.function(
-            lambda batch, candidates: model.score(model.representation_for(batch, view), candidates),
-            reduce_retracing=True,
-        )
-        self._domain = tf.function(
-            lambda batch: model.score_domain(model.representation_for(batch, view), batch["label_domain"]),
-            reduce_retracing=True,
-        )
-        self._select = lambda batch: {k: batch[k] for k in inputs}
+        self._candidates = self._domain = None
 
     def score_candidates(self, batch, candidates):
-        return self._candidates(self._select(batch), tf.constant(candidates, tf.int32)).numpy()
+        inputs, candidates = self._select(batch), tf.constant(candidates, tf.int32)
+        if self._candidates is None:
+            model, view = self.model, self.view
+            self._candidates = tf.function(
+                lambda batch, candidates: model.score(model.representation_for(batch, view), candidates),
+                input_signature=[_open_batch(inputs), tf.TensorSpec([None, None], tf.int32)],
+            )
+        return self._candidates(inputs, candidates).numpy()
 
     def score_domain(self, batch):
-        return self._domain(self._select(batch)).numpy()
+        inputs = self._select(batch)
+        if self._domain is None:
+            model, view = self.model, self.view
+            self._domain = tf.function(
+                lambda batch: model.score_domain(model.representation_for(batch, view), batch["label_domain"]),
+                input_signature=[_open_batch(inputs)],
+            )
+        return self._domain(inputs).numpy()
+
+    def _select(self, batch) -> dict:
+        return {k: batch[k] for k in self.INPUTS}
+
+
+def _open_batch(tensors: dict) -> dict:
+    """TensorSpecs of `tensors` with dimension 0 (the batch) left open."""
+    return {k: tf.TensorSpec([None, *t.shape[1:]], t.dtype) for k, t in tensors.items()}
 
 
 class PopularityScorer(Scorer):

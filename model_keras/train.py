@@ -74,6 +74,9 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
     else:
         optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     model.compile(optimizer=optimizer)
+    # The optimizer's slots made now, not inside the first traced train step: a tf.function that creates
+    # variables is traced twice, and a SyNCRec train step takes seconds to trace (every run, every test).
+    optimizer.build(model.trainable_variables)
     return model
 
 
