@@ -492,3 +492,22 @@ def test_warm_up_and_plateau_decay_of_the_learning_rate(sample_examples):
     lr, factor = config.learning_rate, config.lr_plateau_factor
     np.testing.assert_allclose(rates, [lr / 2, lr, lr, lr, lr * factor, lr * factor, lr * factor**2], rtol=1e-5)
     assert Selection.state["last_lr_decay"] == 6
+
+
+@pytest.mark.slow
+def test_training_and_evaluation_trace_the_model_once(sample_examples, vocab):
+    """Tracing a SyNCRec step or forward pass takes seconds, so each is traced once: fit's step although the
+    optimizer's slots are made on first use, and each scoring function although a split's last batch is smaller."""
+    from model_keras.evaluation import ModelScorer
+
+    examples = str(sample_examples[0])
+    train = make_dataset(examples, "train", vocab.num_domains, batch_size=192)
+    assert len({int(batch["item"].shape[0]) for batch in train}) > 1  # a smaller last batch
+    config = ModelConfig(**{**SMALL, "epochs": 1})
+    config.num_items, config.num_domains, config.max_len = vocab.num_items, vocab.num_domains, 20
+    model = build_model(config, vocab, next(iter(train)))
+    model.fit(train, epochs=1, verbose=0)
+    assert model.train_function.experimental_get_tracing_count() == 1
+    scorer = ModelScorer(model)
+    result = evaluate(scorer, examples, "valid", vocab)  # 500 users in batches of 256
+    assert result["all"]["users"] == 500 and scorer._candidates.experimental_get_tracing_count() == 1
