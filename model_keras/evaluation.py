@@ -117,24 +117,23 @@ class ModelScorer(Scorer):
         self._candidates = self._domain = None
 
     def score_candidates(self, batch, candidates):
-        inputs, candidates = self._select(batch), tf.constant(candidates, tf.int32)
+        inputs = self._select(batch)
         if self._candidates is None:
-            model, view = self.model, self.view
-            self._candidates = tf.function(
-                lambda batch, candidates: model.score(model.representation_for(batch, view), candidates),
-                input_signature=[_open_batch(inputs), tf.TensorSpec([None, None], tf.int32)],
-            )
-        return self._candidates(inputs, candidates).numpy()
+            signature = [_open_batch(inputs), tf.TensorSpec([None, None], tf.int32)]
+            self._candidates = tf.function(self._score_candidates, input_signature=signature)
+        return self._candidates(inputs, tf.constant(candidates, tf.int32)).numpy()
 
     def score_domain(self, batch):
         inputs = self._select(batch)
         if self._domain is None:
-            model, view = self.model, self.view
-            self._domain = tf.function(
-                lambda batch: model.score_domain(model.representation_for(batch, view), batch["label_domain"]),
-                input_signature=[_open_batch(inputs)],
-            )
+            self._domain = tf.function(self._score_domain, input_signature=[_open_batch(inputs)])
         return self._domain(inputs).numpy()
+
+    def _score_candidates(self, batch, candidates):
+        return self.model.score(self.model.representation_for(batch, self.view), candidates)
+
+    def _score_domain(self, batch):
+        return self.model.score_domain(self.model.representation_for(batch, self.view), batch["label_domain"])
 
     def _select(self, batch) -> dict:
         return {k: batch[k] for k in self.INPUTS}

@@ -52,7 +52,6 @@ def test_a_worse_or_broken_retrain_is_not_pushed(pushed):
     assert sorted(os.listdir(os.path.join(root, "serving", "syncrec"))) == versions
 
 
-
 def test_retrain_adds_data_warm_starts_pushes_and_stops_on_drift(pushed):
     tmp_path, root, day2, first_report = pushed
     second = run("retrain", "--input", day2, "--root", root, *TRAIN)
