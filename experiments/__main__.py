@@ -40,6 +40,7 @@ from experiments.runner import (
     prepare_examples,
     run_info,
     run_variants,
+    training_time_line,
     valid_line,
     write_outputs,
 )
@@ -343,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         model: [{"best": b, "last": last} for b, last in entry["epochs"]] for model, entry in results.items()
     }
     info["per_seed"] = per_seed(results, args.protocol, tuple(args.report))
-    epochs = epochs_line(results) if results else ""
+    info["train_time"] = {
+        model: [{"seconds": seconds, "epochs_timed": timed} for seconds, timed in entry["train_time"]]
+        for model, entry in results.items()
+    }
+    epochs = f"{epochs_line(results)}\n\n{training_time_line(results)}" if results else ""
     protocols = {"": None, **{f".{slug(p)}": p.describe() for p in args.report}}
     for suffix, table, markdown in outputs:
         valid = f"\n\n{valid_line(results, protocols[suffix])}" if results else ""

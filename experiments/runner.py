@@ -8,12 +8,15 @@ OUT/runs/<variant>/<settings digest>/seed<k> and are reused by any command with 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import platform
 import statistics
 from dataclasses import dataclass, field
+
+import tensorflow as tf
 
 from components.transform import TransformConfig, output_is_current, run_transform
 from model_keras import registry
@@ -93,7 +96,7 @@ def run_variants(
     """{variant: {"seeds": [test results], "also": {protocol: [test results]}, "epochs": [(best, last)],
     "valid": [the valid NDCG@10 the epoch was selected on], "valid_served": [the same weights' valid NDCG@10 as
     served, after the per-domain tower choice], "valid_also": {protocol: [{domain: valid NDCG@10 as served}]},
-    "histories": [...], "towers": [{domain: tower}]}}.
+    "histories": [...], "towers": [{domain: tower}], "train_time": [(seconds, epochs they timed)]}}.
 
     The two valid figures differ only for SyNCRec when a domain moved to its single tower: the choice itself was
     made on valid, so the served figure is the better of two views of one split, not a selection value that
@@ -115,15 +118,15 @@ def run_variants(
             "valid_also": {p.describe(): [] for p in report},
             "histories": [],
             "towers": [],
+            "train_time": [],
         }
         for v in variants
     }
     for seed in range(seeds):
         for variant in variants:
             config = ModelConfig.from_dict({**base, **variant.settings, "seed": seed})
-            summary = run_fn(
-                examples, run_folder(out, variant, config, protocol), config, protocol=protocol, verbose=0, export=False
-            )
+            folder = run_folder(out, variant, config, protocol)
+            summary = run_fn(examples, folder, config, protocol=protocol, verbose=0, export=False)
             scorer = ModelScorer(summary["model"])  # what the model serves (per domain, its chosen tower)
             entry = results[variant.name]
             entry["seeds"].append(evaluate(scorer, examples, "test", vocabulary, protocol))
@@ -132,6 +135,7 @@ def run_variants(
                 valid = evaluate(scorer, examples, "valid", vocabulary, extra)
                 entry["valid_also"][extra.describe()].append({d: r["NDCG@10"] for d, r in domain_rows(valid).items()})
             entry["epochs"].append((summary["best_epoch"], summary["last_epoch"]))
+            entry["train_time"].append(training_time(folder))
             entry["valid"].append(summary.get("valid_at_selection", summary["valid"])["all"]["NDCG@10"])
             entry["valid_served"].append(summary["valid"]["all"]["NDCG@10"])
             towers = summary.get("prediction_towers") or {}
@@ -200,6 +204,41 @@ def epochs_line(results: dict) -> str:
         pairs = ", ".join(f"{best}/{last}" for best, last in entry["epochs"])
         parts.append(f"{model} {pairs}")
     return "best/last epoch per seed: " + "; ".join(parts)
+
+
+def training_time(run_dir: str) -> tuple[float, int]:
+    """(seconds, epochs) of training the run's TensorBoard log timed: each process that trained writes one event
+    file, opened when fit starts and written at each epoch's end (after its validation and checkpoint), so the
+    span of every file is the time its epochs took, and a restart's gap and a killed epoch count in neither."""
+    seconds, epochs = 0.0, 0
+    for path in glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*")):
+        opened, ends = None, []
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            opened = event.wall_time if opened is None else opened
+            if any(value.tag == "epoch_loss" for value in event.summary.value):
+                ends.append(event.wall_time)
+        if ends:
+            seconds, epochs = seconds + ends[-1] - opened, epochs + len(ends)
+    return seconds, epochs
+
+
+def training_time_line(results: dict) -> str:
+    """Seconds an epoch and the whole run's training time, per model and seed: the wall clock of training (each
+    epoch's validation included) on this machine, divided by the epochs it timed (`training_time`) and scaled to
+    the run's last epoch, so a run killed and resumed is priced whole. Beside other work the clock runs slower:
+    a report quoting it says which it was."""
+    parts = []
+    for model, entry in results.items():
+        runs = []
+        for (seconds, timed), (_, last) in zip(entry["train_time"], entry["epochs"]):
+            if not seconds or not timed:
+                runs.append("not timed")
+                continue
+            per_epoch = seconds / timed
+            runs.append(f"{per_epoch:.0f} s x {last} epochs = {per_epoch * last / 60:.0f} min")
+        parts.append(f"{model} " + ", ".join(runs))
+    return "training time per seed (wall clock of fit with validation): " + "; ".join(parts)
 
 
 def valid_line(results: dict, protocol: str | None = None) -> str:

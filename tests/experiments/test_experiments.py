@@ -1,6 +1,7 @@
 """Each report command end to end on the embedded sample with tiny settings (1 seed, 1 epoch)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.__main__ import BASE, DEFAULT_MODELS
-from experiments.runner import VARIANTS, aggregate, markdown_table, run_folder
+from experiments.runner import VARIANTS, aggregate, markdown_table, run_folder, training_time_line
 from model_keras.config import ModelConfig, parse_settings
 
 pytestmark = pytest.mark.slow
@@ -89,6 +90,9 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     assert info["selection_protocol"] == "99 negatives from the label's domain"
     assert all(len(runs) == 1 and runs[0]["best"] <= runs[0]["last"] == 1 for runs in info["epochs"].values())
     assert "best/last epoch per seed: syncrec 1/1" in (tmp_path / "compare.md").read_text()
+    # the training time each run took, priced from the epochs the clock saw
+    assert re.search(r"training time per seed .*: syncrec \d+ s x 1 epochs = \d+ min", (tmp_path / "compare.md").read_text())
+    assert info["train_time"]["syncrec"][0]["epochs_timed"] == 1 and info["train_time"]["syncrec"][0]["seconds"] > 0
     # per seed, for paired comparisons: the selection value and test under both protocols, matching the table
     (record,) = info["per_seed"]["syncrec"]
     assert record["seed"] == 0 and (record["best_epoch"], record["last_epoch"]) == (1, 1)
@@ -241,3 +245,14 @@ def test_aggregate_mean_and_std():
     assert "served by (per seed)" in lines[0]
     assert lines[2].startswith("| syncrec | A |") and lines[2].endswith("| cross, single |")
     assert lines[4].startswith("| sasrec | A |") and lines[4].endswith("| - |")
+
+
+def test_training_time_prices_a_resumed_run_whole_from_the_epochs_its_clock_saw():
+    results = {
+        "syncrec": {"train_time": [(100.0, 4), (300.0, 10)], "epochs": [(3, 8), (5, 10)]},  # seed 0 lost 4 epochs' time
+        "sasrec": {"train_time": [(0.0, 0)], "epochs": [(2, 5)]},  # no TensorBoard log (a warm start exported as is)
+    }
+    assert training_time_line(results) == (
+        "training time per seed (wall clock of fit with validation): "
+        "syncrec 25 s x 8 epochs = 3 min, 30 s x 10 epochs = 5 min; sasrec not timed"
+    )
