@@ -213,11 +213,14 @@ def training_time(run_dir: str) -> tuple[float, int]:
     seconds, epochs = 0.0, 0
     for path in glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*")):
         opened, ends = None, []
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            opened = event.wall_time if opened is None else opened
-            if any(value.tag == "epoch_loss" for value in event.summary.value):
-                ends.append(event.wall_time)
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                opened = event.wall_time if opened is None else opened
+                if any(value.tag == "epoch_loss" for value in event.summary.value):
+                    ends.append(event.wall_time)
+        except tf.errors.DataLossError:  # a process killed mid-write: the epochs before its last record count
+            pass
         if ends:
             seconds, epochs = seconds + ends[-1] - opened, epochs + len(ends)
     return seconds, epochs

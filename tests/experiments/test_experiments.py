@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.__main__ import BASE, DEFAULT_MODELS
-from experiments.runner import VARIANTS, aggregate, markdown_table, run_folder, training_time_line
+from experiments.runner import VARIANTS, aggregate, markdown_table, run_folder, training_time, training_time_line
 from model_keras.config import ModelConfig, parse_settings
 
 pytestmark = pytest.mark.slow
@@ -256,3 +256,24 @@ def test_training_time_prices_a_resumed_run_whole_from_the_epochs_its_clock_saw(
         "training time per seed (wall clock of fit with validation): "
         "syncrec 25 s x 8 epochs = 3 min, 30 s x 10 epochs = 5 min; sasrec not timed"
     )
+
+
+def test_training_time_sums_each_process_log_and_reads_a_log_cut_short_by_a_kill(tmp_path):
+    import tensorflow as tf
+
+    logs = tmp_path / "logs" / "train"
+    for process, epochs in enumerate([(1, 2, 3), (4, 5)]):  # a run resumed at epoch 4 by a second process
+        writer = tf.summary.create_file_writer(str(logs / f"p{process}"))
+        with writer.as_default():
+            for epoch in epochs:
+                tf.summary.scalar("epoch_loss", 1.0 / epoch, step=epoch)
+                writer.flush()
+        writer.close()
+    for process in (0, 1):  # the layout Keras's TensorBoard callback writes: the files side by side
+        (path,) = (logs / f"p{process}").iterdir()
+        path.rename(logs / f"{path.name}.{process}")
+    seconds, epochs = training_time(str(tmp_path))
+    assert epochs == 5 and seconds >= 0.0
+    last = max(logs.glob("events.out.tfevents.*"))
+    last.write_bytes(last.read_bytes()[:-7])  # killed while writing its last epoch's record
+    assert training_time(str(tmp_path))[1] == 4
