@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 from experiments.__main__ import BASE, DEFAULT_MODELS
 from experiments.runner import VARIANTS, aggregate, markdown_table, run_folder, training_time, training_time_line
@@ -89,9 +90,10 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     info = json.loads((tmp_path / "compare.run.json").read_text())
     assert info["selection_protocol"] == "99 negatives from the label's domain"
     assert all(len(runs) == 1 and runs[0]["best"] <= runs[0]["last"] == 1 for runs in info["epochs"].values())
-    assert "best/last epoch per seed: syncrec 1/1" in (tmp_path / "compare.md").read_text()
+    report = (tmp_path / "compare.md").read_text()
+    assert "best/last epoch per seed: syncrec 1/1" in report
     # the training time each run took, priced from the epochs the clock saw
-    assert re.search(r"training time per seed .*: syncrec \d+ s x 1 epochs = \d+ min", (tmp_path / "compare.md").read_text())
+    assert re.search(r"training time per seed .*: syncrec \d+ s x 1 epochs = \d+ min", report)
     assert info["train_time"]["syncrec"][0]["epochs_timed"] == 1 and info["train_time"]["syncrec"][0]["seconds"] > 0
     # per seed, for paired comparisons: the selection value and test under both protocols, matching the table
     (record,) = info["per_seed"]["syncrec"]
@@ -259,8 +261,6 @@ def test_training_time_prices_a_resumed_run_whole_from_the_epochs_its_clock_saw(
 
 
 def test_training_time_sums_each_process_log_and_reads_a_log_cut_short_by_a_kill(tmp_path):
-    import tensorflow as tf
-
     logs = tmp_path / "logs" / "train"
     for process, epochs in enumerate([(1, 2, 3), (4, 5)]):  # a run resumed at epoch 4 by a second process
         writer = tf.summary.create_file_writer(str(logs / f"p{process}"))
