@@ -126,8 +126,8 @@ class ModelConfig:
     # drops most padding: an ABE epoch takes 10 s instead of 18 s (r = 128). 0 or 1: plain shuffled batches.
     sort_window: int = 16
     epochs: int = 200  # the most epochs; training stops earlier when valid NDCG@10 stalls for `patience`
-    # epochs without a better valid NDCG@10 before stopping (0: never stop early); one more than two decays' worth,
-    # so a run stops only after the second decay in a row has not helped
+    # epochs without a better valid NDCG@10 before stopping (0: never stop early). With the decay after 5: the rate
+    # falls after 5 and again after 10 flat epochs, and the run stops when one epoch at that rate has not helped
     patience: int = 11
     min_epochs: int = 0  # early stopping never ends a run before this epoch (a stall after a fast start)
     distribution: str = "none"  # "mirrored": the local devices; "multi_worker": the workers named by TF_CONFIG
