@@ -1,6 +1,6 @@
 """Trainer entry point (TFX `run_fn` style): examples + config -> trained, selected, exported model.
 
-    python -m model_keras.train --examples DIR --output DIR [--set epochs=200 --set patience=10 ...]
+    python -m model_keras.train --examples DIR --output DIR [--set epochs=200 --set patience=11 ...]
         [--negatives 99] [--negatives-from {domain,all}] [--full-ranking]
 
 Each epoch is followed by a validation pass (the protocol above; the same candidates every epoch);
