@@ -115,9 +115,8 @@ class ModelConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-3  # > 0: AdamW with this decoupled weight decay (ABXI's 1e-3); 0: Adam
     warmup_epochs: int = 5  # the learning rate rises linearly to learning_rate over these epochs (ABXI: 5)
-    # > 0: the rate times lr_plateau_factor after this many epochs without a better valid NDCG@10 (0: never).
-    # ABXI decays after 30 flat epochs and stops after 61; ours is that rule compressed to our patience (5 and
-    # 2*(5+1)-1 = 11), which raised ABE's 999-negative test NDCG@10 at 3 seeds (docs/results.md, results 19)
+    # > 0: the rate times lr_plateau_factor after this many epochs without a better valid NDCG@10 (0: never); ABXI's
+    # 30 compressed with its stop after 61 to our 5 and 11 (see DEVIATIONS)
     lr_plateau_patience: int = 5
     lr_plateau_factor: float = 0.3162  # ABXI's decay (sqrt(0.1))
     batch_size: int = 128

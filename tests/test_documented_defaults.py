@@ -60,5 +60,7 @@ def test_every_default_a_settings_table_states_is_the_codes(document, defaults, 
     code = defaults()
     rows = [(name, written) for name, written in stated_defaults(REPO / document) if name in code]
     assert len(rows) >= at_least, f"{document}: the settings table was not found ({len(rows)} rows read)"
-    wrong = [f"{name}: says {written!r}, the code has {code[name]!r}" for name, written in rows if not same(written, code[name])]
+    wrong = [
+        f"{name}: says {written!r}, the code has {code[name]!r}" for name, written in rows if not same(written, code[name])
+    ]
     assert not wrong, f"{document} states defaults the code does not have:\n" + "\n".join(wrong)
