@@ -173,6 +173,50 @@ class SequentialRecommender(tf.keras.Model):
         domains = tf.broadcast_to(tf.range(self.config.num_domains + 1)[:, tf.newaxis], [self.config.num_domains + 1, n])
         return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
 
+    def sequence_negatives(self, rows, salt: int):
+        """[rows, D + 1, N] item ids: N negatives a domain for each sequence of the batch, drawn uniformly from V^d
+        (`softmax_negatives="sequence"`; row d = 0, for PAD targets, is PAD). ABXI draws them afresh for every
+        position; one draw a sequence gives the same spread over the catalogue in a step (rows × N items a domain
+        where "batch" sees N) at the cost of the shared draw, since the [positions × N] scores are computed either
+        way. Stateless like `negatives`: the same on every replica, this replica taking its rows."""
+        n, domains = self.config.num_train_negatives, self.config.num_domains + 1
+        first, global_rows = distribute.replica_rows(rows)
+        step = (
+            tf.cast(self.optimizer.iterations, tf.int32)
+            if getattr(self, "optimizer", None) is not None
+            else tf.constant(0)
+        )
+        seed = tf.stack([step, salt + 7919 * self.config.seed + 224737])
+        uniform = tf.random.stateless_uniform(tf.stack([global_rows, domains, n]), seed=seed)[first : first + rows]
+        ids = tf.broadcast_to(tf.range(domains)[tf.newaxis, :, tf.newaxis], tf.shape(uniform))
+        return losses.sample_negatives(ids, self.domain_start, self.domain_count, uniform)
+
+    def sequence_softmax_loss(self, representation, targets, domains, salt: int):
+        """The sampled softmax with `sequence_negatives`: each position against its sequence's N negatives of the
+        target's domain, leaving out the target and every item the sequence has as a target (the user's own
+        items, which ABXI's sampler excludes too: a negative the user did choose is a false one)."""
+        n, domains_1 = self.config.num_train_negatives, self.config.num_domains + 1
+        rows = tf.shape(targets)[0]
+        negatives = self.sequence_negatives(rows, salt)  # [B, D+1, N]
+        flat_negatives = tf.reshape(negatives, [rows, domains_1 * n])
+        table = self.embedding.item_table
+        width = tf.shape(representation)[-1]
+        reps = tf.reshape(representation, [rows, -1, width])  # [B, M, r]: every position of the row's sequence(s)
+        logits = tf.einsum("bmr,bkr->bmk", reps, tf.gather(table, flat_negatives))  # [B, M, (D+1)N]
+        logits = tf.reshape(logits, [rows, -1, domains_1, n])
+        flat_targets = tf.cast(tf.reshape(targets, [rows, -1]), negatives.dtype)  # [B, M]
+        flat_domains = tf.reshape(domains, [rows, -1])
+        logits = tf.gather(logits, flat_domains, batch_dims=2)  # [B, M, N]: the target's domain only
+        drawn = tf.gather(negatives, flat_domains, batch_dims=1)  # [B, M, N]
+        own = tf.reduce_any(tf.equal(flat_negatives[:, :, tf.newaxis], flat_targets[:, tf.newaxis, :]), axis=-1)
+        own = tf.gather(tf.reshape(own, [rows, domains_1, n]), flat_domains, batch_dims=1)  # [B, M, N]
+        valid = tf.logical_and(tf.not_equal(drawn, flat_targets[..., tf.newaxis]), tf.logical_not(own))
+        pos = tf.reduce_sum(representation * tf.gather(table, targets), -1)
+        shape = tf.concat([tf.shape(targets), [n]], 0)
+        return losses.sampled_softmax_loss(
+            pos, tf.reshape(logits, shape), tf.reshape(valid, shape), self.config.softmax_temperature
+        )
+
     # ------------------------------------------------------------------ popularity proposal (softmax_sampling)
     def set_item_counts(self, counts) -> None:
         """Each item's count among the training targets [|V|] (train.run_fn, before training): the popularity
@@ -204,6 +248,8 @@ class SequentialRecommender(tf.keras.Model):
             return losses.full_softmax_loss(
                 representation, table, targets, domains, ranges, self.config.softmax_temperature
             )
+        if self.config.loss == "softmax" and self.config.softmax_negatives == "sequence":
+            return self.sequence_softmax_loss(representation, targets, domains, salt)
         if self.config.loss == "softmax":
             negatives = self.shared_negatives(salt)  # [D+1, N]
             flat = tf.reshape(negatives, [-1])

@@ -18,6 +18,7 @@ from schemas import sequence_settings
 
 LOSSES = ("bce", "bpr", "eq8", "softmax", "full_softmax")
 SOFTMAX_SAMPLING = ("uniform", "popularity")
+SOFTMAX_NEGATIVES = ("batch", "sequence")
 REDUCTIONS = ("sum", "mean", "domain_mean")
 LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
@@ -29,7 +30,13 @@ POST_TRAINING_SETTINGS = ("prediction_towers", "tower_choice_margin")
 # Settings added after runs were recorded, with the value that trains exactly as the code before them did: a run
 # folder's digest leaves a setting out at that value (experiments.runner.run_folder), so runs made before it
 # existed are still found and reused.
-ADDED_SETTINGS = {"sort_window": 0, "cross_tower_per_domain": False, "softmax_sampling": "uniform", "fused_loss_weight": 0.0}
+ADDED_SETTINGS = {
+    "sort_window": 0,
+    "cross_tower_per_domain": False,
+    "softmax_sampling": "uniform",
+    "fused_loss_weight": 0.0,
+    "softmax_negatives": "batch",
+}
 
 # Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
 DEVIATIONS = {
@@ -79,6 +86,9 @@ class ModelConfig:
     # loss="softmax": how negatives are drawn from the target's domain: "uniform", or "popularity" (in proportion to
     # an item's count among the training targets plus one, with the logQ correction)
     softmax_sampling: str = "uniform"
+    # loss="softmax": "batch": N negatives a domain drawn once per step and shared by every position; "sequence": N
+    # a domain for each sequence, its own items left out (closer to ABXI's sampler, which draws per position)
+    softmax_negatives: str = "batch"
     softmax_temperature: float = 0.75  # loss="softmax"/"full_softmax": logits are divided by it (ABXI's 0.75)
     # How per-position losses become one number, for every model and every term alike:
     # "sum": Eq. 8/9/12 (sum over a sequence's positions, mean over the batch's sequences);
@@ -180,6 +190,7 @@ class ModelConfig:
         for name, choices in (
             ("loss", LOSSES),
             ("softmax_sampling", SOFTMAX_SAMPLING),
+            ("softmax_negatives", SOFTMAX_NEGATIVES),
             ("loss_reduction", REDUCTIONS),
             ("lambda_scale", LAMBDA_SCALES),
             ("mode", MODES),
@@ -206,6 +217,11 @@ class ModelConfig:
         for name in ("temperature", "mim_temperature", "softmax_temperature"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        if self.softmax_negatives == "sequence" and self.softmax_sampling != "uniform":
+            problems.append(
+                "softmax_negatives=sequence draws uniformly: use it with softmax_sampling=uniform, or "
+                "softmax_sampling=popularity with softmax_negatives=batch"
+            )
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         if self.uses_stop_gradient and not 1 <= self.num_cross_experts <= self.num_experts - 1:

@@ -337,8 +337,13 @@ def test_popularity_negatives_come_from_the_targets_domain_in_proportion_to_coun
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "objective",
-    [{"loss": "softmax"}, {"loss": "softmax", "softmax_sampling": "popularity"}, {"loss": "full_softmax"}],
-    ids=["sampled", "popularity", "full"],
+    [
+        {"loss": "softmax"},
+        {"loss": "softmax", "softmax_sampling": "popularity"},
+        {"loss": "softmax", "softmax_negatives": "sequence"},
+        {"loss": "full_softmax"},
+    ],
+    ids=["sampled", "popularity", "per-sequence", "full"],
 )
 def test_every_model_trains_with_the_softmax_objectives(sample_examples, tmp_path, objective):
     """loss=softmax (uniform or popularity negatives) and loss=full_softmax reach every model through the shared
@@ -371,3 +376,62 @@ def test_the_softmax_negatives_of_a_domain_are_its_own_items():
     assert negatives.shape == (4, 64) and (negatives[0] == 0).all()  # PAD targets get PAD
     for d in vocab.domains:
         assert ((negatives[d.domain_id] > d.start) & (negatives[d.domain_id] < d.end)).all()  # OOV and others excluded
+
+
+def _small_softmax_model(**settings):
+    from model_keras.model import SyNCRec
+    from model_keras.warm_start import dummy_batch
+    from tests.serving.small_model import small_vocabulary
+
+    vocab = small_vocabulary()
+    config = ModelConfig(
+        num_items=vocab.num_items, num_domains=3, max_len=10, embed_dim=8, num_blocks=1, num_experts=2,
+        num_cross_experts=1, loss="softmax", **settings,
+    )
+    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names)
+    return model.build_for(dummy_batch(config)), vocab
+
+
+def test_sequence_negatives_are_drawn_for_each_sequence_from_each_domain():
+    model, vocab = _small_softmax_model(num_train_negatives=32, softmax_negatives="sequence")
+    negatives = model.sequence_negatives(6, salt=1).numpy()
+    assert negatives.shape == (6, 4, 32) and (negatives[:, 0] == 0).all()  # PAD targets get PAD
+    for d in vocab.domains:
+        drawn = negatives[:, d.domain_id]
+        assert ((drawn > d.start) & (drawn < d.end)).all()  # the domain's own items, OOV excluded
+        assert len({tuple(row) for row in drawn}) == 6  # a draw of its own for every sequence
+    np.testing.assert_array_equal(model.sequence_negatives(6, salt=1), negatives)  # stateless: same step, same draw
+    assert (model.sequence_negatives(6, salt=2).numpy() != negatives).any()
+
+
+def test_the_sequence_softmax_leaves_out_the_target_and_the_sequences_own_items():
+    """Against a loop over positions: each position's loss is the cross-entropy of its target against its
+    sequence's negatives of the target's domain, minus those equal to any target of the same sequence."""
+    model, vocab = _small_softmax_model(num_train_negatives=64, softmax_negatives="sequence", softmax_temperature=0.5)
+    rng = np.random.default_rng(0)
+    first, second = vocab.domains[0], vocab.domains[1]
+    # Few items a domain, so 64 draws hit the sequence's own items and the target: the exclusion is exercised.
+    targets = np.array([[first.start + 1, first.start + 2, second.start + 1, 0], [second.start + 2, first.start + 1, 0, 0]])
+    domains = np.array([[1, 1, 2, 0], [2, 1, 0, 0]])
+    rep = rng.normal(size=(2, 4, 8)).astype(np.float32)
+    got = model.sequence_softmax_loss(tf.constant(rep), tf.constant(targets), tf.constant(domains), salt=3).numpy()
+    negatives = model.sequence_negatives(2, salt=3).numpy()
+    table = model.embedding.item_table.numpy()
+    left_out = 0
+    for b in range(2):
+        for t in range(4):
+            if domains[b, t] == 0:
+                continue
+            drawn = negatives[b, domains[b, t]]
+            kept = drawn[~np.isin(drawn, targets[b])]
+            left_out += len(drawn) - len(kept)
+            logits = np.concatenate([[table[targets[b, t]] @ rep[b, t]], table[kept] @ rep[b, t]]) / 0.5
+            np.testing.assert_allclose(got[b, t], np.log(np.exp(logits).sum()) - logits[0], rtol=1e-4, atol=1e-5)
+    assert left_out > 0
+
+
+def test_sequence_negatives_with_popularity_sampling_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="softmax_sampling=uniform"):
+        ModelConfig(loss="softmax", softmax_negatives="sequence", softmax_sampling="popularity").validate_settings()
+    with pytest.raises(ValueError, match="softmax_negatives must be one of"):
+        ModelConfig(softmax_negatives="position").validate_settings()
