@@ -139,6 +139,13 @@ class SequentialRecommender(tf.keras.Model):
         allowed = tf.logical_and(allowed, tf.not_equal(tf.range(self.config.num_items)[tf.newaxis], oov[:, tf.newaxis]))
         return tf.where(allowed, logits, tf.fill(tf.shape(logits), -float("inf")))
 
+    def _training_step(self):
+        """The optimizer's step (0 before compile): the key of every stateless negative draw, so a step draws the
+        same negatives on every replica and again after a resume."""
+        if getattr(self, "optimizer", None) is None:
+            return tf.constant(0)
+        return tf.cast(self.optimizer.iterations, tf.int32)
+
     def negatives(self, targets, domains, salt: int):
         """One negative per position from the target's domain, the same whichever replica computes it and
         however the batch was trimmed: uniform numbers are drawn for the global batch at full length T from
@@ -146,11 +153,7 @@ class SequentialRecommender(tf.keras.Model):
         rows = tf.shape(targets)[0]
         first, global_rows = distribute.replica_rows(rows)
         shape = tf.concat([[global_rows], tf.shape(targets)[1:-1], [self.config.max_len]], axis=0)
-        step = (
-            tf.cast(self.optimizer.iterations, tf.int32)
-            if getattr(self, "optimizer", None) is not None
-            else tf.constant(0)
-        )
+        step = self._training_step()
         uniform = tf.random.stateless_uniform(shape, seed=tf.stack([step, salt + 7919 * self.config.seed]))
         uniform = uniform[first : first + rows][..., self.config.max_len - tf.shape(targets)[-1] :]
         return losses.sample_negatives(domains, self.domain_start, self.domain_count, uniform)
@@ -161,11 +164,7 @@ class SequentialRecommender(tf.keras.Model):
         salt). Uniformly, or with `softmax_sampling="popularity"` in proportion to each item's count among the
         training targets plus one (log_proposal gives the probabilities for the logQ correction)."""
         n = self.config.num_train_negatives
-        step = (
-            tf.cast(self.optimizer.iterations, tf.int32)
-            if getattr(self, "optimizer", None) is not None
-            else tf.constant(0)
-        )
+        step = self._training_step()
         seed = tf.stack([step, salt + 7919 * self.config.seed + 104729])
         if self.config.softmax_sampling == "popularity":
             return tf.random.stateless_categorical(self.proposal_logits(), n, seed=seed, dtype=tf.int32)
@@ -181,11 +180,7 @@ class SequentialRecommender(tf.keras.Model):
         way. Stateless like `negatives`: the same on every replica, this replica taking its rows."""
         n, domains = self.config.num_train_negatives, self.config.num_domains + 1
         first, global_rows = distribute.replica_rows(rows)
-        step = (
-            tf.cast(self.optimizer.iterations, tf.int32)
-            if getattr(self, "optimizer", None) is not None
-            else tf.constant(0)
-        )
+        step = self._training_step()
         seed = tf.stack([step, salt + 7919 * self.config.seed + 224737])
         uniform = tf.random.stateless_uniform(tf.stack([global_rows, domains, n]), seed=seed)[first : first + rows]
         ids = tf.broadcast_to(tf.range(domains)[tf.newaxis, :, tf.newaxis], tf.shape(uniform))
