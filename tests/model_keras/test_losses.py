@@ -315,6 +315,7 @@ def test_popularity_negatives_come_from_the_targets_domain_in_proportion_to_coun
     config = ModelConfig(
         num_items=vocab.num_items, num_domains=3, max_len=10, embed_dim=8, num_blocks=1, num_experts=2,
         num_cross_experts=1, loss="softmax", num_train_negatives=4000, softmax_sampling="popularity",
+        softmax_negatives="batch",
     )
     model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
     counts = np.zeros(vocab.num_items)
@@ -339,11 +340,11 @@ def test_popularity_negatives_come_from_the_targets_domain_in_proportion_to_coun
     "objective",
     [
         {"loss": "softmax"},
-        {"loss": "softmax", "softmax_sampling": "popularity"},
-        {"loss": "softmax", "softmax_negatives": "sequence"},
+        {"loss": "softmax", "softmax_sampling": "popularity", "softmax_negatives": "batch"},
+        {"loss": "softmax", "softmax_negatives": "batch"},
         {"loss": "full_softmax"},
     ],
-    ids=["sampled", "popularity", "per-sequence", "full"],
+    ids=["sampled", "popularity", "shared-by-batch", "full"],
 )
 def test_every_model_trains_with_the_softmax_objectives(sample_examples, tmp_path, objective):
     """loss=softmax (uniform or popularity negatives) and loss=full_softmax reach every model through the shared
