@@ -89,7 +89,7 @@ class ModelConfig:
     softmax_sampling: str = "uniform"
     # loss="softmax": "sequence": N negatives a domain drawn for each sequence, its own items left out (ABXI's sampler
     # draws per position); "batch": N a domain drawn once per step and shared by every position (the default until
-    # stop 35: valid and test fell short of "sequence" at every seed, docs/results.md, results 20)
+    # stop 35: its valid fell short of "sequence"'s at every seed, docs/results.md, results 20)
     softmax_negatives: str = "sequence"
     softmax_temperature: float = 0.75  # loss="softmax"/"full_softmax": logits are divided by it (ABXI's 0.75)
     # How per-position losses become one number, for every model and every term alike:
