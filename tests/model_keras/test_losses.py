@@ -307,17 +307,9 @@ def test_full_softmax_is_the_cross_entropy_over_the_targets_domain():
 
 
 def test_popularity_negatives_come_from_the_targets_domain_in_proportion_to_counts():
-    from model_keras.model import SyNCRec
-    from model_keras.warm_start import dummy_batch
-    from tests.serving.small_model import small_vocabulary
-
-    vocab = small_vocabulary()
-    config = ModelConfig(
-        num_items=vocab.num_items, num_domains=3, max_len=10, embed_dim=8, num_blocks=1, num_experts=2,
-        num_cross_experts=1, loss="softmax", num_train_negatives=4000, softmax_sampling="popularity",
-        softmax_negatives="batch",
+    model, vocab = _small_softmax_model(
+        num_train_negatives=4000, softmax_sampling="popularity", softmax_negatives="batch"
     )
-    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
     counts = np.zeros(vocab.num_items)
     popular = {d.domain_id: d.start + 1 for d in vocab.domains}
     for d in vocab.domains:
@@ -363,16 +355,7 @@ def test_every_model_trains_with_the_softmax_objectives(sample_examples, tmp_pat
 
 
 def test_the_softmax_negatives_of_a_domain_are_its_own_items():
-    from model_keras.model import SyNCRec
-    from model_keras.warm_start import dummy_batch
-    from tests.serving.small_model import small_vocabulary
-
-    vocab = small_vocabulary()
-    config = ModelConfig(
-        num_items=vocab.num_items, num_domains=3, max_len=10, embed_dim=8, num_blocks=1, num_experts=2,
-        num_cross_experts=1, loss="softmax", num_train_negatives=64,
-    )
-    model = SyNCRec(config, [(d.start, d.end) for d in vocab.domains], vocab.domain_names).build_for(dummy_batch(config))
+    model, vocab = _small_softmax_model(num_train_negatives=64)
     negatives = model.shared_negatives(salt=2).numpy()
     assert negatives.shape == (4, 64) and (negatives[0] == 0).all()  # PAD targets get PAD
     for d in vocab.domains:
