@@ -190,23 +190,27 @@ class SequentialRecommender(tf.keras.Model):
     def sequence_softmax_loss(self, representation, targets, domains, salt: int):
         """The sampled softmax with `sequence_negatives`: each position against its sequence's N negatives of the
         target's domain, leaving out the target and every item the sequence has as a target (the user's own
-        items, which ABXI's sampler excludes too: a negative the user did choose is a false one)."""
-        n, domains_1 = self.config.num_train_negatives, self.config.num_domains + 1
+        items, which ABXI's sampler excludes too: a negative the user did choose is a false one). Only the D real
+        domains' negatives are scored: a PAD position's loss is 0 (every negative left out) whatever it is scored
+        against, so the PAD row of the draw would be a third of the largest product on two domains for nothing."""
+        n, num_domains = self.config.num_train_negatives, self.config.num_domains
         rows = tf.shape(targets)[0]
-        negatives = self.sequence_negatives(rows, salt)  # [B, D+1, N]
-        flat_negatives = tf.reshape(negatives, [rows, domains_1 * n])
+        negatives = self.sequence_negatives(rows, salt)[:, 1:]  # [B, D, N]: the PAD row dropped
+        flat_negatives = tf.reshape(negatives, [rows, num_domains * n])
         table = self.embedding.item_table
         width = tf.shape(representation)[-1]
         reps = tf.reshape(representation, [rows, -1, width])  # [B, M, r]: every position of the row's sequence(s)
-        logits = tf.einsum("bmr,bkr->bmk", reps, tf.gather(table, flat_negatives))  # [B, M, (D+1)N]
-        logits = tf.reshape(logits, [rows, -1, domains_1, n])
+        logits = tf.einsum("bmr,bkr->bmk", reps, tf.gather(table, flat_negatives))  # [B, M, D*N]
+        logits = tf.reshape(logits, [rows, -1, num_domains, n])
         flat_targets = tf.cast(tf.reshape(targets, [rows, -1]), negatives.dtype)  # [B, M]
         flat_domains = tf.reshape(domains, [rows, -1])
-        logits = tf.gather(logits, flat_domains, batch_dims=2)  # [B, M, N]: the target's domain only
-        drawn = tf.gather(negatives, flat_domains, batch_dims=1)  # [B, M, N]
+        row = tf.maximum(flat_domains - 1, 0)  # the target's domain's row (PAD positions: any, all left out below)
+        logits = tf.gather(logits, row, batch_dims=2)  # [B, M, N]: the target's domain only
+        drawn = tf.gather(negatives, row, batch_dims=1)  # [B, M, N]
         own = tf.reduce_any(tf.equal(flat_negatives[:, :, tf.newaxis], flat_targets[:, tf.newaxis, :]), axis=-1)
-        own = tf.gather(tf.reshape(own, [rows, domains_1, n]), flat_domains, batch_dims=1)  # [B, M, N]
+        own = tf.gather(tf.reshape(own, [rows, num_domains, n]), row, batch_dims=1)  # [B, M, N]
         valid = tf.logical_and(tf.not_equal(drawn, flat_targets[..., tf.newaxis]), tf.logical_not(own))
+        valid = tf.logical_and(valid, (flat_domains > 0)[..., tf.newaxis])
         pos = tf.reduce_sum(representation * tf.gather(table, targets), -1)
         shape = tf.concat([tf.shape(targets), [n]], 0)
         return losses.sampled_softmax_loss(

@@ -390,7 +390,8 @@ def test_sequence_negatives_are_drawn_for_each_sequence_from_each_domain():
 
 def test_the_sequence_softmax_leaves_out_the_target_and_the_sequences_own_items():
     """Against a loop over positions: each position's loss is the cross-entropy of its target against its
-    sequence's negatives of the target's domain, minus those equal to any target of the same sequence."""
+    sequence's negatives of the target's domain, minus those equal to any target of the same sequence; a PAD
+    position's loss is exactly 0 (the loss scores no PAD row of negatives)."""
     model, vocab = _small_softmax_model(num_train_negatives=64, softmax_negatives="sequence", softmax_temperature=0.5)
     rng = np.random.default_rng(0)
     first, second = vocab.domains[0], vocab.domains[1]
@@ -405,6 +406,7 @@ def test_the_sequence_softmax_leaves_out_the_target_and_the_sequences_own_items(
     for b in range(2):
         for t in range(4):
             if domains[b, t] == 0:
+                assert got[b, t] == 0.0
                 continue
             drawn = negatives[b, domains[b, t]]
             kept = drawn[~np.isin(drawn, targets[b])]
