@@ -192,7 +192,8 @@ class SequentialRecommender(tf.keras.Model):
         target's domain, leaving out the target and every item the sequence has as a target (the user's own
         items, which ABXI's sampler excludes too: a negative the user did choose is a false one). Only the D real
         domains' negatives are scored: a PAD position's loss is 0 (every negative left out) whatever it is scored
-        against, so the PAD row of the draw would be a third of the largest product on two domains for nothing."""
+        against, so the PAD row of the draw would be a third of the largest product on two domains for nothing (3%
+        of an ABE epoch on 2 cores, results 21)."""
         n, num_domains = self.config.num_train_negatives, self.config.num_domains
         rows = tf.shape(targets)[0]
         negatives = self.sequence_negatives(rows, salt)[:, 1:]  # [B, D, N]: the PAD row dropped
