@@ -193,7 +193,9 @@ class SequentialRecommender(tf.keras.Model):
         items, which ABXI's sampler excludes too: a negative the user did choose is a false one). Only the D real
         domains' negatives are scored: a PAD position's loss is 0 (every negative left out) whatever it is scored
         against, so the PAD row of the draw would be a third of the largest product on two domains for nothing (3%
-        of an ABE epoch on 2 cores, results 21)."""
+        of an ABE epoch on 2 cores, results 21). With `softmax_negative_domains="all"` a position is scored against
+        every domain's N negatives of its sequence, as ABXI's softmax holds N of each domain: the same product, all
+        of it kept."""
         n, num_domains = self.config.num_train_negatives, self.config.num_domains
         rows = tf.shape(targets)[0]
         negatives = self.sequence_negatives(rows, salt)[:, 1:]  # [B, D, N]: the PAD row dropped
@@ -205,15 +207,20 @@ class SequentialRecommender(tf.keras.Model):
         logits = tf.reshape(logits, [rows, -1, num_domains, n])
         flat_targets = tf.cast(tf.reshape(targets, [rows, -1]), negatives.dtype)  # [B, M]
         flat_domains = tf.reshape(domains, [rows, -1])
-        row = tf.maximum(flat_domains - 1, 0)  # the target's domain's row (PAD positions: any, all left out below)
-        logits = tf.gather(logits, row, batch_dims=2)  # [B, M, N]: the target's domain only
-        drawn = tf.gather(negatives, row, batch_dims=1)  # [B, M, N]
-        own = tf.reduce_any(tf.equal(flat_negatives[:, :, tf.newaxis], flat_targets[:, tf.newaxis, :]), axis=-1)
-        own = tf.gather(tf.reshape(own, [rows, num_domains, n]), row, batch_dims=1)  # [B, M, N]
-        valid = tf.logical_and(tf.not_equal(drawn, flat_targets[..., tf.newaxis]), tf.logical_not(own))
-        valid = tf.logical_and(valid, (flat_domains > 0)[..., tf.newaxis])
         pos = tf.reduce_sum(representation * tf.gather(table, targets), -1)
-        shape = tf.concat([tf.shape(targets), [n]], 0)
+        # a negative the row has as a target (the position's own target among them) is left out
+        own = tf.reduce_any(tf.equal(flat_negatives[:, :, tf.newaxis], flat_targets[:, tf.newaxis, :]), axis=-1)
+        if self.config.softmax_negative_domains == "all":  # every domain's N: the product as it is, [B, M, D*N]
+            scored = num_domains * n
+            logits = tf.reshape(logits, [rows, -1, scored])
+            valid = tf.logical_not(own)[:, tf.newaxis, :]  # [B, 1, D*N]
+        else:  # the target's domain's N: its row of the product, [B, M, N]
+            scored = n
+            row = tf.maximum(flat_domains - 1, 0)  # the target's domain's row (PAD positions: any, left out below)
+            logits = tf.gather(logits, row, batch_dims=2)
+            valid = tf.logical_not(tf.gather(tf.reshape(own, [rows, num_domains, n]), row, batch_dims=1))
+        valid = tf.logical_and(valid, (flat_domains > 0)[..., tf.newaxis])
+        shape = tf.concat([tf.shape(targets), [scored]], 0)
         return losses.sampled_softmax_loss(
             pos, tf.reshape(logits, shape), tf.reshape(valid, shape), self.config.softmax_temperature
         )

@@ -19,7 +19,8 @@ from schemas import sequence_settings
 LOSSES = ("bce", "bpr", "eq8", "softmax", "full_softmax")
 SOFTMAX_SAMPLING = ("uniform", "popularity")
 SOFTMAX_NEGATIVES = ("batch", "sequence")
-REDUCTIONS = ("sum", "mean", "domain_mean")
+SOFTMAX_NEGATIVE_DOMAINS = ("target", "all")
+REDUCTIONS = ("sum", "mean", "domain_mean", "sequence_domain_mean")
 LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # model_keras.distribute
@@ -36,6 +37,7 @@ ADDED_SETTINGS = {
     "softmax_sampling": "uniform",
     "fused_loss_weight": 0.0,
     "softmax_negatives": "batch",
+    "softmax_negative_domains": "target",
 }
 
 # Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
@@ -91,10 +93,15 @@ class ModelConfig:
     # draws per position); "batch": N a domain drawn once per step and shared by every position (the default until
     # stop 35: its valid fell short of "sequence"'s at every seed, docs/results.md, results 20)
     softmax_negatives: str = "sequence"
+    # loss="softmax" with softmax_negatives="sequence": whose negatives a position is scored against: "target" (the
+    # N of its target's domain) or "all" (the N of every domain, D x N: ABXI's softmax holds 128 of each domain
+    # whatever the target's; the scores are the same product, only the mask differs)
+    softmax_negative_domains: str = "target"
     softmax_temperature: float = 0.75  # loss="softmax"/"full_softmax": logits are divided by it (ABXI's 0.75)
     # How per-position losses become one number, for every model and every term alike:
     # "sum": Eq. 8/9/12 (sum over a sequence's positions, mean over the batch's sequences);
-    # "mean": mean over all positions of the batch; "domain_mean": mean per domain, then over domains.
+    # "mean": mean over all positions of the batch; "domain_mean": mean per domain, then over domains;
+    # "sequence_domain_mean": each sequence's mean per domain, averaged over sequences, summed over domains (ABXI's).
     loss_reduction: str = "sum"
     lambda_scale: str = "domains"  # "one": Eq. 12's lambda_d as is (they sum to 1)
     eta: float = 0.9  # harmonic factor of Eq. 18
@@ -193,6 +200,7 @@ class ModelConfig:
             ("loss", LOSSES),
             ("softmax_sampling", SOFTMAX_SAMPLING),
             ("softmax_negatives", SOFTMAX_NEGATIVES),
+            ("softmax_negative_domains", SOFTMAX_NEGATIVE_DOMAINS),
             ("loss_reduction", REDUCTIONS),
             ("lambda_scale", LAMBDA_SCALES),
             ("mode", MODES),
@@ -223,6 +231,11 @@ class ModelConfig:
             problems.append(
                 "softmax_negatives=sequence draws uniformly: use it with softmax_sampling=uniform, or "
                 "softmax_sampling=popularity with softmax_negatives=batch"
+            )
+        if self.softmax_negative_domains == "all" and self.softmax_negatives != "sequence":
+            problems.append(
+                "softmax_negative_domains=all scores each position against every domain's negatives of its sequence: "
+                "use it with softmax_negatives=sequence"
             )
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")

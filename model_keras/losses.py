@@ -7,6 +7,10 @@ losses into one number the same way for every model and every term (`loss_reduct
   sum          Eq. 8/9/12 as written: sum over each sequence's positions, mean over the batch's sequences
   mean         mean over every position of the batch
   domain_mean  mean over each domain's positions, then mean over the domains present
+  sequence_domain_mean  each sequence's mean over its domain-d positions, averaged over the batch's sequences
+               (0 for one without domain d) and summed over the domains: every user weighs the same in a
+               domain's loss however long the sequence, as ABXI's loss_a + loss_b (per-position terms only:
+               the sequence is the first axis)
 Optional per-domain weights (LC-NTG's lambda) multiply each position's loss by its domain's weight.
 Sums and counts go through `global_sum`, so under tf.distribute every replica normalises by the
 global batch and the summed gradients equal one worker's on the whole batch.
@@ -14,7 +18,7 @@ global batch and the summed gradients equal one worker's on the whole batch.
 
 import tensorflow as tf
 
-REDUCTIONS = ("sum", "mean", "domain_mean")
+REDUCTIONS = ("sum", "mean", "domain_mean", "sequence_domain_mean")
 
 
 def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce") -> tf.Tensor:
@@ -124,6 +128,17 @@ def domain_means(
     return tf.math.divide_no_nan(sums, counts), counts
 
 
+def sequence_domain_sums(values: tf.Tensor, domains: tf.Tensor, mask: tf.Tensor, num_domains: int) -> tf.Tensor:
+    """[D]: the sum over this replica's sequences (the first axis) of each sequence's mean of `values` over its
+    unmasked domain-d positions (0 where it has none). Masked positions contribute nothing, NaN and inf included."""
+    rows = tf.shape(values)[0]
+    flat_mask = tf.reshape(mask, [rows, -1])
+    flat_values = tf.where(flat_mask, tf.reshape(values, [rows, -1]), tf.zeros_like(tf.reshape(values, [rows, -1])))
+    onehot = tf.one_hot(tf.reshape(domains, [rows, -1]) - 1, num_domains) * tf.cast(flat_mask, tf.float32)[..., tf.newaxis]
+    sums = tf.einsum("bp,bpd->bd", flat_values, onehot)
+    return tf.reduce_sum(tf.math.divide_no_nan(sums, tf.reduce_sum(onehot, axis=1)), axis=0)
+
+
 def reduce(
     values: tf.Tensor,
     domains: tf.Tensor,
@@ -139,6 +154,10 @@ def reduce(
     None (= 1 for every domain). Under tf.distribute this is the replica's share: its own positions' sum
     over the global normaliser, so the shares (and their gradients) add up to the global batch's loss.
     """
+    if reduction == "sequence_domain_mean":
+        means = sequence_domain_sums(values, domains, mask, num_domains)
+        means = means if weights is None else means * weights
+        return tf.reduce_sum(means) / tf.maximum(global_sum(tf.cast(num_sequences, tf.float32)), 1.0)
     sums, counts = domain_sums(values, domains, mask, num_domains)
     counts = global_sum(counts)
     if weights is not None:
@@ -166,9 +185,13 @@ def negative_transfer_gap(
 
     `single_loss` holds, at each position of X, the single-domain loss of the same target (already
     aligned through single_index). With the "sum" reduction phi is Eq. 10's sum per sequence, averaged
-    over the batch's sequences; otherwise the mean over the domain's positions. Negative phi(d) = the
+    over the batch's sequences; with "sequence_domain_mean" each sequence's mean over its domain-d positions,
+    averaged over the batch's sequences; otherwise the mean over the domain's positions. Negative phi(d) = the
     cross-domain view hurts domain d.
     """
+    if reduction == "sequence_domain_mean":
+        means = global_sum(sequence_domain_sums(single_loss - cross_loss, target_domain, mask, num_domains))
+        return means / tf.maximum(global_sum(tf.cast(num_sequences, tf.float32)), 1.0)
     sums, counts = domain_sums(single_loss - cross_loss, target_domain, mask, num_domains)
     sums, counts = global_sum(sums), global_sum(counts)  # a measurement: the same on every replica
     if reduction == "sum":

@@ -263,8 +263,9 @@ class SyNCRec(SequentialRecommender):
             every_single, distribute.gather_replicas(cross), every_present, self.mim_bilinear, c.mim_temperature
         )
         per_user = per_user[:, first : first + batch]  # this replica's users: each user's loss is counted once
-        domains = tf.broadcast_to(tf.range(1, c.num_domains + 1)[:, tf.newaxis], tf.shape(per_user))
-        return self.reduce(per_user, domains, tf.transpose(present), batch)
+        per_user = tf.transpose(per_user)  # [B, D]: the sequence first, as every reduction reads it
+        domains = tf.broadcast_to(tf.range(1, c.num_domains + 1)[tf.newaxis], tf.shape(per_user))
+        return self.reduce(per_user, domains, present, batch)
 
     def compute_losses(self, features, training=None) -> dict[str, tf.Tensor]:
         """Every term of Eq. 8-18 for one batch; also phi and the new lambda (Eq. 10-11)."""

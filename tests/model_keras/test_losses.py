@@ -68,6 +68,9 @@ def test_reductions_match_their_formulas():
     weights = tf.constant([0.5, 2.0])  # LC-NTG: each step's loss times its domain's weight (Eq. 12)
     assert reduce("sum", weights) == pytest.approx((0.5 * (1 + 3 + 7) + 2.0 * 5) / 2)
     assert reduce("mean", weights) == pytest.approx((0.5 * (1 + 3 + 7) + 2.0 * 5) / 4)
+    # ABXI's: each sequence's mean per domain ((1+3)/2 and 7; none, and 5), over the 2 sequences, summed over domains
+    assert reduce("sequence_domain_mean") == pytest.approx(((1 + 3) / 2 + 7) / 2 + (0 + 5) / 2)
+    assert reduce("sequence_domain_mean", weights) == pytest.approx(0.5 * ((1 + 3) / 2 + 7) / 2 + 2.0 * 5 / 2)
     with pytest.raises(ValueError, match="loss_reduction"):
         reduce("median")
 
@@ -82,6 +85,14 @@ def test_ntg_sum_is_eq_10_per_sequence():
     single, cross = tf.constant([[1.0, 2.0, 4.0]]), tf.constant([[0.5, 3.0, 1.0]])
     args = (single, cross, tf.constant([[1, 2, 1]]), tf.constant([[True, True, True]]), 2)
     np.testing.assert_allclose(losses.negative_transfer_gap(*args, reduction="sum", num_sequences=1), [0.5 + 3.0, -1.0])
+
+
+def test_ntg_sequence_domain_mean_averages_each_sequences_domain_means():
+    single, cross = tf.constant([[1.0, 2.0, 4.0], [2.0, 0.0, 0.0]]), tf.constant([[0.5, 3.0, 1.0], [1.0, 9.0, 9.0]])
+    mask = tf.constant([[True, True, True], [True, False, False]])
+    args = (single, cross, tf.constant([[1, 2, 1], [2, 0, 0]]), mask, 2)
+    phi = losses.negative_transfer_gap(*args, reduction="sequence_domain_mean", num_sequences=2)
+    np.testing.assert_allclose(phi, [(0.5 + 3.0) / 2 / 2, (-1.0 + 1.0) / 2])
 
 
 def test_sc_mim_is_infonce_over_users_of_the_domain():
@@ -335,8 +346,9 @@ def test_popularity_negatives_come_from_the_targets_domain_in_proportion_to_coun
         {"loss": "softmax", "softmax_sampling": "popularity", "softmax_negatives": "batch"},
         {"loss": "softmax", "softmax_negatives": "batch"},
         {"loss": "full_softmax"},
+        {"loss": "softmax", "softmax_negative_domains": "all", "loss_reduction": "sequence_domain_mean", "use_sc_mim": True},
     ],
-    ids=["sampled", "popularity", "shared-by-batch", "full"],
+    ids=["sampled", "popularity", "shared-by-batch", "full", "every-domain-per-sequence-mean"],
 )
 def test_every_model_trains_with_the_softmax_objectives(sample_examples, tmp_path, objective):
     """loss=softmax (uniform or popularity negatives) and loss=full_softmax reach every model through the shared
@@ -388,11 +400,16 @@ def test_sequence_negatives_are_drawn_for_each_sequence_from_each_domain():
     assert (model.sequence_negatives(6, salt=2).numpy() != negatives).any()
 
 
-def test_the_sequence_softmax_leaves_out_the_target_and_the_sequences_own_items():
+@pytest.mark.parametrize("negative_domains", ["target", "all"])
+def test_the_sequence_softmax_leaves_out_the_target_and_the_sequences_own_items(negative_domains):
     """Against a loop over positions: each position's loss is the cross-entropy of its target against its
-    sequence's negatives of the target's domain, minus those equal to any target of the same sequence; a PAD
-    position's loss is exactly 0 (the loss scores no PAD row of negatives)."""
-    model, vocab = _small_softmax_model(num_train_negatives=64, softmax_negatives="sequence", softmax_temperature=0.5)
+    sequence's negatives of the target's domain (of every real domain with softmax_negative_domains=all), minus
+    those equal to any target of the same sequence; a PAD position's loss is exactly 0 (the loss scores no PAD
+    row of negatives)."""
+    model, vocab = _small_softmax_model(
+        num_train_negatives=64, softmax_negatives="sequence", softmax_temperature=0.5,
+        softmax_negative_domains=negative_domains,
+    )
     rng = np.random.default_rng(0)
     first, second = vocab.domains[0], vocab.domains[1]
     # Few items a domain, so 64 draws hit the sequence's own items and the target: the exclusion is exercised.
@@ -408,7 +425,7 @@ def test_the_sequence_softmax_leaves_out_the_target_and_the_sequences_own_items(
             if domains[b, t] == 0:
                 assert got[b, t] == 0.0
                 continue
-            drawn = negatives[b, domains[b, t]]
+            drawn = negatives[b, domains[b, t]] if negative_domains == "target" else negatives[b, 1:].ravel()
             kept = drawn[~np.isin(drawn, targets[b])]
             left_out += len(drawn) - len(kept)
             logits = np.concatenate([[table[targets[b, t]] @ rep[b, t]], table[kept] @ rep[b, t]]) / 0.5
@@ -421,3 +438,5 @@ def test_sequence_negatives_with_popularity_sampling_is_refused_with_the_fix():
         ModelConfig(loss="softmax", softmax_negatives="sequence", softmax_sampling="popularity").validate_settings()
     with pytest.raises(ValueError, match="softmax_negatives must be one of"):
         ModelConfig(softmax_negatives="position").validate_settings()
+    with pytest.raises(ValueError, match="use it with softmax_negatives=sequence"):
+        ModelConfig(softmax_negatives="batch", softmax_negative_domains="all").validate_settings()
