@@ -18,7 +18,7 @@ global batch and the summed gradients equal one worker's on the whole batch.
 
 import tensorflow as tf
 
-REDUCTIONS = ("sum", "mean", "domain_mean", "sequence_domain_mean")
+from model_keras.config import REDUCTIONS  # the setting's one list of values
 
 
 def pairwise_loss(pos_logit: tf.Tensor, neg_logit: tf.Tensor, kind: str = "bce") -> tf.Tensor:
