@@ -49,6 +49,7 @@ from schemas.vocabulary import Vocabulary
 
 SELECTION_K = 10
 SELECTION_METRIC = f"NDCG@{SELECTION_K}"
+HISTORY_DOMAIN_METRICS = ("users", f"HR@{SELECTION_K}", SELECTION_METRIC, "MRR")  # each epoch's line, per domain
 NON_FINITE_LOSS = "training loss is not finite"
 
 
@@ -145,7 +146,11 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         result = evaluate(self.scorer, self.examples_dir, "valid", self.vocabulary, self.protocol)
         score = result["all"][SELECTION_METRIC]
         terms = {k: float(v) for k, v in logs.items() if not k.startswith("val_")}  # losses, lambda, phi
-        self.state["history"].append({"epoch": epoch + 1, "loss": loss, **result["all"], "terms": terms})
+        # each domain's figures too: the selection reads "all", and a domain that peaks at another epoch shows here
+        per_domain = {name: {m: row[m] for m in HISTORY_DOMAIN_METRICS} for name, row in result["domains"].items()}
+        self.state["history"].append(
+            {"epoch": epoch + 1, "loss": loss, **result["all"], "domains": per_domain, "terms": terms}
+        )
         for metric in ("HR@10", "NDCG@10", "MRR"):
             logs[f"val_{metric}"] = result["all"][metric]
         if score > self.state["best_score"] and result["health"]["non_finite_scores"] == 0:

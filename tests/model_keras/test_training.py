@@ -410,6 +410,12 @@ def test_early_stopping_keeps_the_best_epoch_and_says_so(sample_examples, tmp_pa
     history = [h["NDCG@10"] for h in summary["valid_history"]]
     assert summary["stopped_early"] and summary["last_epoch"] == summary["best_epoch"] + 2 < 30
     assert history[summary["best_epoch"] - 1] == max(history) == summary["valid_at_selection"]["all"]["NDCG@10"]
+    # each epoch's line has every domain's figures too, and the selected epoch's are the ones selection kept
+    selected = summary["valid_history"][summary["best_epoch"] - 1]["domains"]
+    kept = summary["valid_at_selection"]["domains"]
+    assert set(selected) == set(kept) and len(selected) > 1
+    assert all(selected[d]["NDCG@10"] == kept[d]["NDCG@10"] and selected[d]["users"] == kept[d]["users"] for d in kept)
+    assert all(set(entry["domains"]) == set(kept) for entry in summary["valid_history"])
 
     # The same run with a floor past where patience stopped it: it trains on to the floor (or further, if
     # it finds a better epoch there) and still selects the best epoch it saw.
