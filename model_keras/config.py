@@ -25,6 +25,7 @@ LAMBDA_SCALES = ("domains", "one")
 MODES = ("syncrec", "sdsr")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")  # model_keras.distribute
 PREDICTION_TOWERS = ("valid", "cross")
+SELECTION_VIEWS = ("cross", "both")
 # Settings applied to the selected weights after training (train.apply_prediction_towers): they do not change
 # what is trained, so a finished run is reused under any value of them (experiments.runner.run_folder).
 POST_TRAINING_SETTINGS = ("prediction_towers", "tower_choice_margin")
@@ -38,6 +39,7 @@ ADDED_SETTINGS = {
     "fused_loss_weight": 0.0,
     "softmax_negatives": "batch",
     "softmax_negative_domains": "target",
+    "selection_view": "cross",
 }
 
 # Where our defaults differ from the paper's letter, and why; `PRESETS["paper"]` undoes each.
@@ -130,6 +132,10 @@ class ModelConfig:
     # errors (2: a gain that the particular valid users would explain about 2% of the time). The cross tower is
     # the paper's and the default; on a small valid split a noisy win must not replace it. 0: any gain.
     tower_choice_margin: float = 2.0
+    # Which view of SyNCRec (trained on both tasks) the per-epoch valid figure reads, and so which epoch is selected,
+    # when the rate decays and when training stops: "cross": the cross tower (Eq. 19); "both": the two towers summed,
+    # the view `prediction_towers` serves in most domains (results 17, 24). Other models have one view: no effect.
+    selection_view: str = "cross"
     architecture: str = "syncrec"  # or any name in model_keras/registry.py: "sasrec", "gru4rec", "bprmf", ...
     learning_rate: float = 1e-3
     weight_decay: float = 1e-3  # > 0: AdamW with this decoupled weight decay (ABXI's 1e-3); 0: Adam
@@ -207,6 +213,7 @@ class ModelConfig:
             ("architecture", registry.names()),
             ("distribution", DISTRIBUTIONS),
             ("prediction_towers", PREDICTION_TOWERS),
+            ("selection_view", SELECTION_VIEWS),
         ):
             if getattr(self, name) not in choices:
                 problems.append(f"{name} must be one of {list(choices)} (got {getattr(self, name)!r})")
@@ -320,6 +327,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "use_sc_mim": True,
         "use_acmoe": True,
         "prediction_towers": "cross",
+        "selection_view": "cross",
     },
 }
 

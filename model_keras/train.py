@@ -262,6 +262,14 @@ def _loss_history(valid_history: list) -> dict:
     return {k: [entry.get("terms", {}).get(k) for entry in valid_history] for k in keys}
 
 
+def selection_view(config: ModelConfig) -> str:
+    """The view whose valid figure selects the epoch: SDSR's single towers (the only ones it trains), SyNCRec's
+    `selection_view`, and a model with one view its own."""
+    if config.mode == "sdsr":
+        return "single"
+    return config.selection_view if config.architecture == "syncrec" else "cross"
+
+
 def apply_prediction_towers(
     model, config: ModelConfig, examples_dir: str, vocabulary: Vocabulary, protocol: EvalProtocol
 ) -> dict | None:
@@ -284,8 +292,8 @@ def choose_prediction_towers(
     the most, among its single tower and both towers summed, where that gain exceeds `margin` standard errors of the
     paired per-user gain (and anything at all); else the cross tower.
 
-    Training selected the epoch on the cross tower; this is a second choice on the same valid split, made
-    once, on the selected weights (the test split is never looked at). Every view ranks the same users against
+    Training selected the epoch on one view (`selection_view`); this is a second choice on the same valid split,
+    made once, on the selected weights (the test split is never looked at). Every view ranks the same users against
     the same candidates, so a gain is paired per user: its standard error shrinks with the valid split, and a
     win that a few hundred users' noise would explain keeps the cross tower. Returns {domain: {"tower",
     "cross", "single", "both" (valid NDCG@10), "gain" and "standard_error" (single over cross: negative transfer,
@@ -371,7 +379,7 @@ def run_fn(
         train, steps = distribute.distributed_dataset(strategy, batches, config.batch_size, train_examples)
     os.makedirs(output_dir, exist_ok=True)
     checkpoint, manager = _restore_or_warm_start(model, vocabulary, output_dir, warm_start)
-    view = "single" if config.mode == "sdsr" else "cross"
+    view = selection_view(config)
     validation = ValidationCallback(
         examples_dir, vocabulary, protocol, view, os.path.join(output_dir, "best"), config.patience, config.min_epochs
     )
@@ -421,7 +429,7 @@ def run_fn(
             previous.get("train_seconds_total", previous.get("train_seconds", 0.0)) + seconds, 2
         ),
         "valid": valid_result,  # what the model serves (with the towers chosen, if any)
-        "valid_at_selection": selection_result,  # the view that selected the epoch (cross; single for sdsr)
+        "valid_at_selection": selection_result,  # the view that selected the epoch (selection_view)
         "prediction_towers": towers,
         "valid_history": validation.state["history"],
         "loss_history": _loss_history(validation.state["history"]),

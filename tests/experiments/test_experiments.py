@@ -73,7 +73,8 @@ def test_a_setting_added_later_keeps_the_older_runs_folders():
         other = ModelConfig.from_dict({**ADDED_SETTINGS, name: {"sort_window": 16, "softmax_sampling": "popularity",
                                                                 "fused_loss_weight": 1.0,
                                                                 "softmax_negatives": "sequence",
-                                                                "softmax_negative_domains": "all"}.get(name, True)})
+                                                                "softmax_negative_domains": "all",
+                                                                "selection_view": "both"}.get(name, True)})
         assert run_folder("out", VARIANTS["syncrec"], other, protocol) != folder, name
 
 

@@ -36,6 +36,7 @@ def test_settings_parser_reads_json_values_and_keeps_strings():
         ({"patience": -3}, r"patience must be in \[0"),
         ({"min_epochs": -1}, r"min_epochs must be in \[0"),
         ({"prediction_towers": "single"}, r"prediction_towers must be one of \['valid', 'cross'\]"),
+        ({"selection_view": "served"}, r"selection_view must be one of \['cross', 'both'\]"),
         ({"tower_choice_margin": -1}, r"tower_choice_margin must be in \[0, 100\] standard errors"),
         ({"tower_choice_margin": "big"}, "tower_choice_margin must be a finite number"),
     ],

@@ -92,6 +92,26 @@ def test_each_domain_is_served_by_the_tower_that_wins_on_valid(trained, sample_e
 
 
 @pytest.mark.slow
+def test_selection_reads_the_view_selection_view_names(sample_examples, vocab, tmp_path):
+    """selection_view=both: each epoch's valid figure is the two towers summed, so the selected epoch is the best of
+    that view, its figures are the "both" column of the tower choice made afterwards on the same weights, and it is
+    another run than the cross tower's (the rate's decay and the stop follow the same figure)."""
+    config = ModelConfig(**dict(SMALL, epochs=4, selection_view="both", lr_plateau_patience=1))
+    summary = run_fn(str(sample_examples[0]), str(tmp_path), config, verbose=0, export=False)
+    history = [h["NDCG@10"] for h in summary["valid_history"]]
+    assert history[summary["best_epoch"] - 1] == max(history) == summary["valid_at_selection"]["all"]["NDCG@10"]
+    for name, choice in summary["prediction_towers"].items():
+        assert choice["both"] == pytest.approx(summary["valid_at_selection"]["domains"][name]["NDCG@10"], abs=1e-9)
+    cross = run_fn(
+        str(sample_examples[0]), str(tmp_path / "cross"), ModelConfig(**dict(SMALL, epochs=4, lr_plateau_patience=1)),
+        verbose=0, export=False,
+    )
+    assert [h["NDCG@10"] for h in cross["valid_history"]] != history
+    for name, choice in cross["prediction_towers"].items():
+        assert choice["cross"] == pytest.approx(cross["valid_at_selection"]["domains"][name]["NDCG@10"], abs=1e-9)
+
+
+@pytest.mark.slow
 def test_with_no_margin_any_valid_gain_takes_the_single_tower(trained, sample_examples, tmp_path):
     """tower_choice_margin=0 on the same finished run (no training): every domain where the single tower or both
     towers scored any higher valid NDCG@10 takes the better of them, the rest keep the cross tower; the margin only
