@@ -134,10 +134,11 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     result = run("diagnose", "--models", "syncrec", "--out", str(tmp_path))  # the settings compare ran with
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "diagnose.json").read_text())["syncrec"]
-    # each tower on valid and test; the cross tower on valid is what selection saw for the kept epoch
+    # each tower on valid and test; the view selection reads (selection_view) is what it saw for the kept epoch
     towers = report["towers"]
     trained = json.loads((Path(report["run"]) / "training.json").read_text())
-    assert towers["valid"]["cross"]["all"] == pytest.approx(trained["valid_at_selection"]["all"]["NDCG@10"], abs=1e-4)
+    selected_on = trained["config"]["selection_view"]
+    assert towers["valid"][selected_on]["all"] == pytest.approx(trained["valid_at_selection"]["all"]["NDCG@10"], abs=1e-4)
     assert {split: set(towers[split]) for split in towers} == {
         "valid": {"cross", "single", "both", "served"},
         "test": {"cross", "single", "both", "served"},
