@@ -81,6 +81,7 @@ def test_paper_preset_is_the_papers_configuration_and_can_be_overridden():
     )
     assert config.num_cross_experts == 1  # j = 0.2K, at least one
     assert config.prediction_towers == "cross"  # Eq. 19: every domain from the cross tower
+    assert config.selection_view == "cross"  # and the epoch selected on it
     assert ModelConfig.from_dict({"preset": "paper", "embed_dim": 32}).embed_dim == 32
     assert set(PRESETS["paper"]) <= {f for f in ModelConfig().to_dict()}
 
