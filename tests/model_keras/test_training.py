@@ -95,8 +95,8 @@ def test_each_domain_is_served_by_the_tower_that_wins_on_valid(trained, sample_e
 @pytest.mark.slow
 def test_selection_reads_the_view_selection_view_names(sample_examples, vocab, tmp_path):
     """selection_view=both: each epoch's valid figure is the two towers summed, so the selected epoch is the best of
-    that view, its figures are the "both" column of the tower choice made afterwards on the same weights, and it is
-    another run than the cross tower's (the rate's decay and the stop follow the same figure)."""
+    that view and its figures are the "both" column of the tower choice made afterwards on the same weights; under
+    the default (cross) they are the "cross" column, and the per-epoch figures are not the same."""
     config = ModelConfig(**dict(SMALL, epochs=4, selection_view="both", lr_plateau_patience=1))
     summary = run_fn(str(sample_examples[0]), str(tmp_path), config, verbose=0, export=False)
     history = [h["NDCG@10"] for h in summary["valid_history"]]
