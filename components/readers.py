@@ -355,14 +355,17 @@ def _load_json_map(path: str, what: str) -> dict:
         raise InputError(f"cannot read the ABXI {what} map {path}: {err}; pass it with --{what}-map") from err
 
 
+def abxi_domain_name(index: int, names: tuple[str, ...] | list[str]) -> str:
+    """The name of ABXI's domain `index`: the one given with --domain-names, else domain_<index>."""
+    return names[index] if index < len(names) else f"domain_{index}"
+
+
 def abxi_maps(path: str, options: ReaderOptions) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """ABXI item index -> (ASIN, domain name) and user index -> reviewer id (if a map exists)."""
     item_map = _load_json_map(options.item_map or sibling(path, "map_item_50.txt"), "item")
-    names = options.domain_names
     items = {}
     for asin, (idx, domain) in item_map.items():
-        domain = int(domain)
-        items[str(idx)] = (asin, names[domain] if domain < len(names) else f"domain_{domain}")
+        items[str(idx)] = (asin, abxi_domain_name(int(domain), options.domain_names))
     user_path = options.user_map or sibling(path, "map_user_50.txt")
     users = (
         {str(v): k for k, v in _load_json_map(user_path, "user").items()} if _filesystems().exists(user_path) else {}

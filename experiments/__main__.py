@@ -30,6 +30,7 @@ import sys
 from components.readers import InputError
 from components.transform import DEFAULT_INPUT
 from experiments import plots
+from experiments.published import published_rows
 from experiments.runner import (
     VARIANTS,
     Variant,
@@ -100,7 +101,11 @@ def compare(args, examples, base):
         (
             suffix,
             table,
-            markdown_table(table, title=f"Overall comparison (test, {p.describe()}, mean ± std over seeds)"),
+            markdown_table(
+                table,
+                title=f"Overall comparison (test, {p.describe()}, mean ± std over seeds)",
+                published=published_rows(args.input, args.format, [n for n in args.domain_names.split(",") if n], p),
+            ),
         )
         for suffix, p, table in _tables(results, args)
     ]
@@ -311,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.models = args.models or DEFAULT_MODELS[args.command]
-    fmt = args.format or ("syncrec" if args.input == DEFAULT_INPUT else "raw")
+    fmt = args.format = args.format or ("syncrec" if args.input == DEFAULT_INPUT else "raw")
     try:
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1 (got {args.seeds})")

@@ -254,9 +254,11 @@ def valid_line(results: dict, protocol: str | None = None) -> str:
     return "valid NDCG@10 per seed, as served: " + "; ".join(parts)
 
 
-def markdown_table(table: dict, metrics=METRICS, title: str = "") -> str:
+def markdown_table(table: dict, metrics=METRICS, title: str = "", published: dict | None = None) -> str:
     """One row per (model, domain), as Table 2 of the paper turned on its side; with a "served by" column (the
-    tower of each seed: SyNCRec's per-domain choice; "-" for models with one tower) when any model chose."""
+    tower of each seed: SyNCRec's per-domain choice; "-" for models with one tower) when any model chose.
+    `published` (experiments.published.published_rows): other systems' published figures on the same data and
+    protocol, a row per domain after ours, "–" where a metric was not published."""
     towers = any("towers" in values for by_domain in table.values() for values in by_domain.values())
     lines = [f"### {title}", ""] if title else []
     lines += [
@@ -269,6 +271,10 @@ def markdown_table(table: dict, metrics=METRICS, title: str = "") -> str:
             if towers:
                 cells.append(", ".join(values["towers"]) if "towers" in values else "-")
             lines.append(f"| {model} | {domain} | {values['users']} | " + " | ".join(cells) + " |")
+    for system, by_domain in (published or {}).items():
+        for domain, figures in by_domain.items():
+            cells = [f"{figures[m]:.4f}" if m in figures else "–" for m in metrics] + (["-"] if towers else [])
+            lines.append(f"| {system} | {domain} | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
