@@ -78,6 +78,27 @@ def test_a_setting_added_later_keeps_the_older_runs_folders():
         assert run_folder("out", VARIANTS["syncrec"], other, protocol) != folder, name
 
 
+def test_a_variant_that_trains_the_same_model_reuses_the_run_instead_of_training_it_again(tmp_path):
+    """Table 5's "w/o SC-MIM" is today's default ("syncrec"): the same digest, so whichever ran first serves both.
+    A variant that trains anything else, or one whose own run exists, keeps its own folder."""
+    from model_keras.evaluation import EvalProtocol
+
+    out, protocol = str(tmp_path), EvalProtocol()
+
+    def folder(name, seed=0):
+        config = ModelConfig.from_dict({**BASE, **VARIANTS[name].settings, "seed": seed})
+        return run_folder(out, VARIANTS[name], config, protocol)
+
+    alone = folder("w/o SC-MIM")
+    assert "/runs/w_o_SC-MIM/" in alone  # nothing ran yet: its own name
+    Path(folder("syncrec")).mkdir(parents=True)
+    assert folder("w/o SC-MIM") == folder("syncrec") != alone
+    assert folder("w/o SC-MIM", seed=1) != folder("syncrec", seed=1)  # another seed is another run
+    assert "/runs/full/" in folder("full")  # trains SC-MIM too: never borrows the default's run
+    Path(alone).mkdir(parents=True)
+    assert folder("w/o SC-MIM") == alone  # its own run, once it exists, comes first
+
+
 @pytest.fixture(scope="module")
 def shared_out(tmp_path_factory):
     """One --out for the module's end-to-end tests, as a user keeps one: the examples and the default model's run
