@@ -1,4 +1,4 @@
-"""Published figures on data we hold, shown as rows beside ours in the experiments' test tables.
+"""Published figures on data we hold, shown as rows under ours in `experiments compare`'s test tables (Table 2).
 
 A user choosing a recommender compares it with the best published system on the same data under the same
 protocol, so the table that reports our models carries that system's row where, and only where, both match:
