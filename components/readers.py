@@ -20,6 +20,7 @@ line number, position in line) so that ties in time keep input order.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -122,6 +123,18 @@ def sibling(path: str, name: str) -> str:
 def basename(path: str) -> str:
     """The file name of a local path or a URL."""
     return PurePosixPath(path).name if not is_local(path) else os.path.basename(path)
+
+
+def hash_local_file(path: str, digest=None) -> str:
+    """Feed a local file's bytes into `digest` (a new SHA-256 when None), 1 MiB at a time so that a large input is
+    never read whole, and return its hex digest. The one way the project hashes file contents: the transform's
+    input fingerprint, the run cache's keys and manifests, the pusher's content hash and the published figures'
+    file match."""
+    digest = digest or hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_data_file(path: str) -> bool:

@@ -123,9 +123,7 @@ def input_fingerprint(files: list[str]) -> str:
     for path in files:
         digest.update(readers.basename(path).encode())
         if readers.is_local(path):
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+            readers.hash_local_file(path, digest)
         else:
             meta = FileSystems.match([path])[0].metadata_list[0]
             digest.update(f"{meta.path}:{meta.size_in_bytes}:{meta.last_updated_in_seconds}".encode())

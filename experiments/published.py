@@ -9,11 +9,10 @@ the test protocol. A metric the authors did not publish is shown as "–", never
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 
-from components.readers import abxi_domain_name
+from components.readers import abxi_domain_name, hash_local_file
 from model_keras.protocol import EvalProtocol
 
 
@@ -48,11 +47,7 @@ def file_sha256(path: str) -> str | None:
     """SHA-256 of a local file's bytes; None for a folder, a glob or a remote path (nothing published matches)."""
     if not os.path.isfile(path):
         return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_local_file(path)
 
 
 def published_rows(

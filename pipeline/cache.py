@@ -16,20 +16,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from components.readers import hash_local_file
+
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = ".manifest.json"
 
 # The sources that decide each stage's output (a change elsewhere must not invalidate it).
 TRANSFORM_CODE = ("components", "schemas")
 TRAIN_CODE = ("model_keras", "schemas")
-
-
-def _hash_file(path: str, digest=None) -> str:
-    digest = digest or hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(files: list[str] = (), params: dict | None = None, code_dirs: tuple[str, ...] = ()) -> str:
@@ -46,7 +40,7 @@ def fingerprint(files: list[str] = (), params: dict | None = None, code_dirs: tu
         sources = [path] if path.is_file() else sorted([*path.rglob("*.py"), *path.rglob("*.pbtxt")])
         for source in sources:
             digest.update(str(source.relative_to(REPO)).encode())
-            _hash_file(str(source), digest)
+            hash_local_file(str(source), digest)
     return digest.hexdigest()[:24]
 
 
@@ -58,7 +52,7 @@ def _manifest(folder: str) -> dict[str, str]:
             path = os.path.join(base, name)
             relative = os.path.relpath(path, folder)
             if relative != MANIFEST:
-                found[relative] = _hash_file(path)
+                found[relative] = hash_local_file(path)
     return found
 
 

@@ -28,6 +28,7 @@ import time
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from components.readers import hash_local_file
 from pipeline.config import MODEL_NAME
 
 LOCK_DIR = ".push.lock"
@@ -113,9 +114,7 @@ def content_hash(folder: str) -> str:
         for name in sorted(files):
             path = os.path.join(base, name)
             digest.update(os.path.relpath(path, folder).encode())
-            with open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+            hash_local_file(path, digest)
     return digest.hexdigest()
 
 
