@@ -136,9 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", required=True, help="recommend items of this domain")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--label", default=None, help="version label from models.config, e.g. stable or canary")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds the request may take (the gRPC deadline)")
     args = parser.parse_args(argv)
     try:
-        client = RecommendClient(args.server, args.model, version_label=args.label)
+        if args.timeout <= 0:
+            raise ValueError(f"--timeout must be > 0 seconds (got {args.timeout})")
+        client = RecommendClient(args.server, args.model, args.timeout, args.label)
         results = client.recommend(parse_history(args.history), args.domain, args.k)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -37,6 +37,14 @@ BAD_JSONL = {
 }
 
 
+def transform_cli(tmp_path):
+    """`python -m components.transform` on tmp_path/log.csv into tmp_path/out, as a user runs it. The timeout only
+    keeps a hung run from hanging the suite: it is far above what the run takes on a busy machine."""
+    command = [sys.executable, "-m", "components.transform", "--input", str(tmp_path / "log.csv")]
+    command += ["--format", "raw", "--output", str(tmp_path / "out")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
@@ -95,22 +103,7 @@ def test_nothing_is_lost_and_every_quarantined_row_says_where_it_was(corpus):
 )
 def test_unusable_files_are_one_clear_error_before_any_work(tmp_path, content, message):
     (tmp_path / "log.csv").write_bytes(content)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "components.transform",
-            "--input",
-            str(tmp_path / "log.csv"),
-            "--format",
-            "raw",
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = transform_cli(tmp_path)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -125,21 +118,6 @@ def test_duplicates_are_kept_and_counted_by_default(tmp_path):
 def test_too_many_domains_is_a_clear_cap(tmp_path):
     rows = [HEADER] + [f"u{u},i{u}-{k},D{u % 150},{k}" for u in range(300) for k in range(3)]
     (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "components.transform",
-            "--input",
-            str(tmp_path / "log.csv"),
-            "--format",
-            "raw",
-            "--output",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = transform_cli(tmp_path)
     assert result.returncode == 2 and "the input has 150 domains and the model takes at most 100" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out" / "stats.json").exists()

@@ -13,10 +13,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from pipeline.pusher import push
 from serving.client import RecommendClient, build_request
 from serving.prediction_server import LIMITS, start_server
+from tests.serving import DEADLINE
 from tests.serving.small_model import export, small_vocabulary
 
 pytestmark = pytest.mark.slow
-DEADLINE = 120  # seconds: generous, the suite may run beside other work
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ from tensorflow_serving.apis import get_model_metadata_pb2, prediction_service_p
 from pipeline.pusher import latest_version
 from schemas.vocabulary import Vocabulary
 from serving.client import RecommendClient, build_request, parse_history
+from serving.client import main as client_main
 from serving.prediction_server import start_server
+from tests.serving import DEADLINE
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +43,7 @@ def server(pushed):
 def test_grpc_round_trip_returns_top_k_of_the_domain(server, pushed):
     _, vocab = pushed
     books, games = vocab.domain("Books"), vocab.domain("Video_Games")
-    client = RecommendClient(server)
+    client = RecommendClient(server, timeout=DEADLINE)
     history = [(books.items[0], "Books"), (games.items[0], "Video_Games"), ("never-seen-item", "Books")]
     results = client.recommend(history, "Video_Games", k=7)
     assert len(results) == 7
@@ -62,7 +64,7 @@ def test_grpc_round_trip_returns_top_k_of_the_domain(server, pushed):
 
 
 def test_bad_requests_get_invalid_argument_or_not_found(server):
-    client = RecommendClient(server)
+    client = RecommendClient(server, timeout=DEADLINE)
     with pytest.raises(grpc.RpcError) as err:
         client.recommend([("x", "Books")], "Cars", 3)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "known domains: Books" in err.value.details()
@@ -73,15 +75,15 @@ def test_bad_requests_get_invalid_argument_or_not_found(server):
     request = build_request("syncrec", [("x", "Books")], "Books", 3)
     del request.inputs["k"]
     with pytest.raises(grpc.RpcError) as err:
-        stub.Predict(request, timeout=30)
+        stub.Predict(request, timeout=DEADLINE)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "missing ['k']" in err.value.details()
     request = build_request("syncrec", [("x", "Books")], "Books", 3)
     request.inputs["k"].CopyFrom(tf.make_tensor_proto(np.int32(3)))
     with pytest.raises(grpc.RpcError) as err:
-        stub.Predict(request, timeout=30)
+        stub.Predict(request, timeout=DEADLINE)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "input 'k' must have rank 1" in err.value.details()
     with pytest.raises(grpc.RpcError) as err:
-        RecommendClient(server, model="other").recommend([("x", "Books")], "Books", 3)
+        RecommendClient(server, model="other", timeout=DEADLINE).recommend([("x", "Books")], "Books", 3)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     # the server is still up after all of that
     assert len(client.recommend([("x", "Books")], "Books", 2)) == 2
@@ -91,7 +93,7 @@ def test_model_metadata_names_the_signatures(server):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(server))
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = "syncrec"
-    response = stub.GetModelMetadata(request, timeout=30)
+    response = stub.GetModelMetadata(request, timeout=DEADLINE)
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     assert set(signatures.signature_def) == {"serving_default", "score_items", "recommend_ids"}
@@ -109,7 +111,7 @@ def test_model_metadata_names_the_signatures(server):
     empty = get_model_metadata_pb2.GetModelMetadataRequest()
     empty.model_spec.name = "syncrec"
     with pytest.raises(grpc.RpcError) as err:
-        stub.GetModelMetadata(empty, timeout=30)
+        stub.GetModelMetadata(empty, timeout=DEADLINE)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata_field" in err.value.details()
     assert (
         set(default.outputs) == {"item_ids", "scores"}
@@ -157,6 +159,8 @@ def test_client_cli(server, pushed):
             "Books",
             "--k",
             "3",
+            "--timeout",
+            str(DEADLINE),
         ],
         capture_output=True,
         text=True,
@@ -166,10 +170,16 @@ def test_client_cli(server, pushed):
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("model syncrec version ") and len(lines) == 4  # which version answered, then k items
     bad = subprocess.run(
-        [sys.executable, "-m", "serving.client", "--server", server, "--history", f"{item}:Books", "--domain", "Cars"],
+        [sys.executable, "-m", "serving.client", "--server", server, "--history", f"{item}:Books", "--domain", "Cars"]
+        + ["--timeout", str(DEADLINE)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "Traceback" not in bad.stderr
     assert parse_history("a:b,c:d:e") == [("a", "b"), ("c:d", "e")]
+
+
+def test_client_cli_names_a_bad_timeout_before_it_connects(capsys):
+    assert client_main(["--server", "127.0.0.1:1", "--history", "a:Books", "--domain", "Books", "--timeout", "0"]) == 2
+    assert "--timeout must be > 0 seconds (got 0.0)" in capsys.readouterr().err

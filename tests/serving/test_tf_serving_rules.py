@@ -25,9 +25,9 @@ from serving.client import RecommendClient, build_batch_request, build_request
 from serving.errors import BadRequest, FailedPrecondition
 from serving.prediction_server import start_server
 from serving.repository import LoadFailed
+from tests.serving import DEADLINE
 from tests.serving.small_model import export, small_vocabulary
 
-DEADLINE = 120  # seconds: generous, the suite may run beside other work
 # Wide enough a window that concurrent requests from a busy machine still meet in one batch.
 TEST_BATCHING = BATCHING_PARAMETERS.replace("batch_timeout_micros { value: 2000 }", "batch_timeout_micros { value: 200000 }")
 
