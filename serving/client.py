@@ -90,10 +90,17 @@ def top_k_rows(response, ks: list[int]) -> list[list[tuple[str, float]]]:
     return rows
 
 
+# A request's gRPC deadline unless the caller gives one: far above a request's milliseconds, so that only a server
+# that is down or stuck runs it out.
+DEFAULT_TIMEOUT_S = 30.0
+
+
 class RecommendClient:
     """Top-k requests to a PredictionService; `last_version` is the model version that answered last."""
 
-    def __init__(self, server: str, model: str = "syncrec", timeout: float = 30.0, version_label: str | None = None):
+    def __init__(
+        self, server: str, model: str = "syncrec", timeout: float = DEFAULT_TIMEOUT_S, version_label: str | None = None
+    ):
         self.channel = grpc.insecure_channel(server)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.model, self.timeout, self.version_label = model, timeout, version_label
@@ -136,10 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", required=True, help="recommend items of this domain")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--label", default=None, help="version label from models.config, e.g. stable or canary")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds the request may take (the gRPC deadline)")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds the request may take (its gRPC deadline)"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.timeout <= 0:
+        if not args.timeout > 0:  # NaN included
             raise ValueError(f"--timeout must be > 0 seconds (got {args.timeout})")
         client = RecommendClient(args.server, args.model, args.timeout, args.label)
         results = client.recommend(parse_history(args.history), args.domain, args.k)

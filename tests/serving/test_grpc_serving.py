@@ -180,6 +180,8 @@ def test_client_cli(server, pushed):
     assert parse_history("a:b,c:d:e") == [("a", "b"), ("c:d", "e")]
 
 
-def test_client_cli_names_a_bad_timeout_before_it_connects(capsys):
-    assert client_main(["--server", "127.0.0.1:1", "--history", "a:Books", "--domain", "Books", "--timeout", "0"]) == 2
-    assert "--timeout must be > 0 seconds (got 0.0)" in capsys.readouterr().err
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan"])
+def test_client_cli_names_a_bad_timeout_before_it_connects(capsys, timeout):
+    args = ["--server", "127.0.0.1:1", "--history", "a:Books", "--domain", "Books", "--timeout", timeout]
+    assert client_main(args) == 2
+    assert f"--timeout must be > 0 seconds (got {float(timeout)})" in capsys.readouterr().err
