@@ -81,6 +81,13 @@ def build_model(config: ModelConfig, vocabulary: Vocabulary, sample_batch):
     return model
 
 
+def use_popularity_proposal(model, config: ModelConfig, examples_dir: str, vocabulary: Vocabulary) -> None:
+    """Under the sampled softmax's popularity sampling, the proposal is the training targets' item counts: set them
+    before the first step (they are saved with the weights, so a resumed run keeps them)."""
+    if config.loss == "softmax" and config.softmax_sampling == "popularity":
+        model.set_item_counts(PopularityScorer.from_examples(examples_dir, vocabulary).counts)
+
+
 class LearningRateSchedule(tf.keras.callbacks.Callback):
     """Linear warm-up over `warmup_epochs`, then the learning rate times `lr_plateau_factor` whenever valid
     NDCG@10 has not improved for `lr_plateau_patience` epochs (0: never). It reads the selection state, so it
@@ -370,8 +377,7 @@ def run_fn(
     fit_to_data(config, vocabulary, sample)
     with strategy.scope():
         model = build_model(config, vocabulary, sample)
-    if config.loss == "softmax" and config.softmax_sampling == "popularity":  # the proposal: training target counts
-        model.set_item_counts(PopularityScorer.from_examples(examples_dir, vocabulary).counts)
+    use_popularity_proposal(model, config, examples_dir, vocabulary)
     train, steps = batches(config.batch_size), None
     if config.distribution != "none":
         with open(os.path.join(examples_dir, "stats.json"), encoding="utf-8") as handle:
