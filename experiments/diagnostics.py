@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from experiments.runner import Variant, run_folder
 from model_keras.config import ModelConfig
-from model_keras.evaluation import EvalProtocol, ModelScorer, evaluate
+from model_keras.evaluation import EvalProtocol, ModelScorer, rank_users_by_view
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import domain_rows
 from model_keras.model import TOWERS
@@ -88,10 +88,11 @@ def expert_gradients(model, examples: str, vocabulary: Vocabulary, batches: int 
 def tower_accuracy(model, examples: str, vocabulary: Vocabulary, protocol: EvalProtocol) -> dict:
     """split -> tower ("cross", "single", "both" summed, and "served": per domain the tower the model chose) ->
     domain (and "all") -> NDCG@10."""
+    scorer = ModelScorer(model, ("cross", "single", "both", "served"))  # one trace, every view, both splits
     towers = {}
     for split in ("valid", "test"):
-        for view in ("cross", "single", "both", "served"):
-            run = evaluate(ModelScorer(model, view), examples, split, vocabulary, protocol)
+        for view, ranked in rank_users_by_view(scorer, examples, split, vocabulary, protocol).items():
+            run = ranked.result(vocabulary)
             towers.setdefault(split, {})[view] = {d: round(r["NDCG@10"], 4) for d, r in domain_rows(run).items()}
     return towers
 

@@ -112,6 +112,18 @@ class SequentialRecommender(tf.keras.Model):
         domain_ids = tf.gather(batch["single_item"], batch["label_domain"] - 1, batch_dims=1)
         return self.served_representation(batch["item"], domain_ids, batch["label_domain"])
 
+    def representations_for(self, batch, views: tuple[str, ...]) -> dict:
+        """{view: representation_for(batch, view)} with each encoder run once: "both" sums the "cross" and
+        "single" computed for the others (the same sum representation_for makes)."""
+        done = {}
+
+        def get(view):
+            if view not in done:
+                done[view] = get("cross") + get("single") if view == "both" else self.representation_for(batch, view)
+            return done[view]
+
+        return {view: get(view) for view in views}
+
     def after_train_step(self, terms: dict[str, tf.Tensor]) -> None:
         """State updated once per training batch (SyNCRec: lambda)."""
 

@@ -104,15 +104,18 @@ class Scorer:
 class ModelScorer(Scorer):
     """Any model of model_keras (base.SequentialRecommender) as it is served (view "served": for SyNCRec, per
     domain the tower it chose), or one view forced: "cross" (Eq. 19) or "single" (X^d through the domain's tower).
+    Given a tuple of views it scores them all at once ({view: scores}; rank_users_by_view): each encoder runs, and
+    is traced, once for all of them.
 
     The model's calls are compiled once (tf.function): evaluation runs every epoch, and eager
     execution of the encoder costs 4x more than the compiled graph. Once means once: each function is traced
     for the first batch's shapes with the batch size (and the number of candidates, which differs between
-    protocols) left open, so the last, smaller batch does not trace the encoder again."""
+    protocols) left open, so the last, smaller batch does not trace the encoder again; a scorer used again (on
+    another split, under another protocol) reuses its trace."""
 
     INPUTS = ("item", "single_item", "label_domain", "user_id")
 
-    def __init__(self, model, view: str = "served"):
+    def __init__(self, model, view: str | tuple[str, ...] = "served"):
         self.model, self.view = model, view
         self._candidates = self._domain = None
 
@@ -121,22 +124,33 @@ class ModelScorer(Scorer):
         if self._candidates is None:
             signature = [_open_batch(inputs), tf.TensorSpec([None, None], tf.int32)]
             self._candidates = tf.function(self._score_candidates, input_signature=signature)
-        return self._candidates(inputs, tf.constant(candidates, tf.int32)).numpy()
+        return _numpy(self._candidates(inputs, tf.constant(candidates, tf.int32)))
 
     def score_domain(self, batch):
         inputs = self._select(batch)
         if self._domain is None:
             self._domain = tf.function(self._score_domain, input_signature=[_open_batch(inputs)])
-        return self._domain(inputs).numpy()
+        return _numpy(self._domain(inputs))
+
+    def _representations(self, batch):
+        if isinstance(self.view, str):
+            return self.model.representation_for(batch, self.view)
+        return self.model.representations_for(batch, self.view)
 
     def _score_candidates(self, batch, candidates):
-        return self.model.score(self.model.representation_for(batch, self.view), candidates)
+        return tf.nest.map_structure(lambda r: self.model.score(r, candidates), self._representations(batch))
 
     def _score_domain(self, batch):
-        return self.model.score_domain(self.model.representation_for(batch, self.view), batch["label_domain"])
+        domain = batch["label_domain"]
+        return tf.nest.map_structure(lambda r: self.model.score_domain(r, domain), self._representations(batch))
 
     def _select(self, batch) -> dict:
         return {k: batch[k] for k in self.INPUTS}
+
+
+def _numpy(scores):
+    """An array, or {view: array} from a scorer of several views."""
+    return {view: s.numpy() for view, s in scores.items()} if isinstance(scores, dict) else scores.numpy()
 
 
 def _open_batch(tensors: dict) -> dict:
@@ -170,11 +184,9 @@ class PopularityScorer(Scorer):
         return np.where(self.item_domain[None, :] == domain, self.counts[None, :], -np.inf)
 
 
-def _full_ranking(
-    scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, tie_rng
-) -> tuple[np.ndarray, dict]:
-    """Ranks of the labels among all items of their domain the user has not interacted with."""
-    scores = scorer.score_domain(batch)
+def _full_ranks(scores: np.ndarray, labels: np.ndarray, windows: np.ndarray, tie_rng) -> tuple[np.ndarray, dict]:
+    """Ranks of the labels among all items of their domain the user has not interacted with (`scores`:
+    score_domain's, changed in place)."""
     label_scores = scores[np.arange(len(labels)), labels].copy()
     in_domain = scores != -np.inf  # -inf marks items outside the label's domain, by design
     finite = np.isfinite(scores)
@@ -186,15 +198,17 @@ def _full_ranking(
     return label_ranks(scores, label_scores, tie_rng), health
 
 
-def _sampled(
-    scorer: Scorer, batch: dict, labels: np.ndarray, windows: np.ndarray, sampler: NegativeSampler, tie_rng
-) -> tuple[np.ndarray, dict]:
-    """Ranks of the labels among `num_negatives` sampled items each (the same for every model)."""
+def _sampled_candidates(batch: dict, labels: np.ndarray, windows: np.ndarray, sampler: NegativeSampler) -> np.ndarray:
+    """[B, 1 + num_negatives]: each label, then its user's negatives (the same for every model)."""
     users = [u.decode("utf-8") for u in batch["user_id"].numpy()]
     domains = batch["label_domain"].numpy()
     negatives = np.stack([sampler.sample(u, int(d), set(w.tolist())) for u, d, w in zip(users, domains, windows)])
-    candidates = np.concatenate([labels[:, None], negatives], axis=1).astype(np.int32)
-    scores = np.asarray(scorer.score_candidates(batch, candidates), dtype=np.float64)
+    return np.concatenate([labels[:, None], negatives], axis=1).astype(np.int32)
+
+
+def _sampled_ranks(scores: np.ndarray, tie_rng) -> tuple[np.ndarray, dict]:
+    """Ranks of the labels (column 0) among the sampled candidates."""
+    scores = np.asarray(scores, dtype=np.float64)
     return label_ranks(scores, rng=tie_rng), score_health(scores)
 
 
@@ -227,25 +241,41 @@ def rank_users(
     scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()
 ) -> RankedUsers:
     """Each user's label rank under `protocol` (evaluate's metrics are their means)."""
+    return rank_users_by_view(scorer, examples_dir, split, vocabulary, protocol)[None]
+
+
+def rank_users_by_view(
+    scorer: Scorer, examples_dir: str, split: str, vocabulary: Vocabulary, protocol: EvalProtocol = EvalProtocol()
+) -> dict:
+    """{view: RankedUsers} for a scorer of several views (ModelScorer with a tuple), {None: RankedUsers} for one.
+    One pass over the split: every view ranks the same candidates, and each view's ties are broken by the draws a
+    pass of its own would make, so its ranks are exactly rank_users' for that view alone."""
+    views = scorer.view if isinstance(getattr(scorer, "view", None), tuple) else (None,)
     sampler = NegativeSampler(vocabulary, protocol)
-    tie_rng = np.random.default_rng([protocol.seed, 1])
-    ranks, domains = [], []
-    health = {"non_finite_scores": 0, "constant_score_users": 0}
+    tie_rngs = {view: np.random.default_rng([protocol.seed, 1]) for view in views}
+    ranks = {view: [] for view in views}
+    health = {view: {"non_finite_scores": 0, "constant_score_users": 0} for view in views}
+    domains = []
     for batch in make_dataset(examples_dir, split, vocabulary.num_domains, batch_size=protocol.batch_size):
         labels = batch["label_item"].numpy()
         windows = np.concatenate([batch["item"].numpy(), batch["target_item"].numpy()], axis=1)
         if protocol.full_ranking:
-            batch_ranks, batch_health = _full_ranking(scorer, batch, labels, windows, tie_rng)
+            scores = scorer.score_domain(batch)
         else:
-            batch_ranks, batch_health = _sampled(scorer, batch, labels, windows, sampler, tie_rng)
-        ranks.append(batch_ranks)
+            scores = scorer.score_candidates(batch, _sampled_candidates(batch, labels, windows, sampler))
+        for view, view_scores in (scores if isinstance(scores, dict) else {None: scores}).items():
+            if protocol.full_ranking:
+                batch_ranks, batch_health = _full_ranks(view_scores, labels, windows, tie_rngs[view])
+            else:
+                batch_ranks, batch_health = _sampled_ranks(view_scores, tie_rngs[view])
+            ranks[view].append(batch_ranks)
+            health[view] = {k: health[view][k] + batch_health[k] for k in batch_health}
         domains.append(batch["label_domain"].numpy())
-        health = {k: health[k] + batch_health[k] for k in health}
-    return RankedUsers(
-        np.concatenate(ranks) if ranks else np.zeros(0),
-        np.concatenate(domains) if domains else np.zeros(0, np.int64),
-        health,
-    )
+    users_domains = np.concatenate(domains) if domains else np.zeros(0, np.int64)
+    return {
+        view: RankedUsers(np.concatenate(ranks[view]) if domains else np.zeros(0), users_domains, health[view])
+        for view in views
+    }
 
 
 def evaluate(

@@ -38,7 +38,7 @@ from model_keras.evaluation import (
     PopularityScorer,
     evaluate,
     format_metrics,
-    rank_users,
+    rank_users_by_view,
 )
 from model_keras.input_fn import make_dataset
 from model_keras.metrics import paired_gain, rank_metrics, towers_line
@@ -307,10 +307,8 @@ def choose_prediction_towers(
     pipeline.blessing reads it), "gain_both", "standard_error_both", "users"}} for training.json."""
     from model_keras.model import TOWERS
 
-    towers = {
-        view: rank_users(ModelScorer(model, view), examples_dir, "valid", vocabulary, protocol)
-        for view in ("cross", "single", "both")
-    }
+    scorer = ModelScorer(model, ("cross", "single", "both"))  # every view in one pass (each encoder traced once)
+    towers = rank_users_by_view(scorer, examples_dir, "valid", vocabulary, protocol)
     choice = {}
     for d in vocabulary.domains:
         ranks = {view: towers[view].in_domain(d.domain_id) for view in towers}

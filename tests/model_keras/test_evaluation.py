@@ -139,3 +139,20 @@ def test_reports_name_the_tower_serving_each_domain():
     assert towers_line(towers) == "served by: the cross tower in every domain"
     assert towers_line({"Books": towers["Books"]}) == "served by: Books cross tower"
     assert towers_line(None) == "" and towers_line({}) == ""
+
+
+@pytest.mark.parametrize("protocol", [EvalProtocol(), EvalProtocol(full_ranking=True)], ids=["sampled", "full"])
+def test_views_scored_in_one_pass_rank_exactly_as_each_view_alone(sample_examples, vocab, make_model, protocol):
+    """The tower choice and diagnose score several views at once (one trace, one pass, the negatives drawn once);
+    each view's ranks, ties and health are exactly what a pass of its own gives."""
+    from model_keras.evaluation import ModelScorer, rank_users, rank_users_by_view
+
+    model, examples, views = make_model(num_cross_experts=2), str(sample_examples[0]), ("cross", "single", "both")
+    together = rank_users_by_view(ModelScorer(model, views), examples, "valid", vocab, protocol)
+    assert set(together) == set(views)
+    for view in views:
+        alone = rank_users(ModelScorer(model, view), examples, "valid", vocab, protocol)
+        np.testing.assert_array_equal(together[view].ranks, alone.ranks)
+        np.testing.assert_array_equal(together[view].domains, alone.domains)
+        assert together[view].health == alone.health
+    assert not np.array_equal(together["cross"].ranks, together["single"].ranks)  # the views do differ
