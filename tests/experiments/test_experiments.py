@@ -205,9 +205,11 @@ def test_negative_transfer_ablation_and_sweep(shared_out):
     result = run("ablation", "--models", "syncrec,causal gates", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(check_outputs(tmp_path, "ablation")) == {"syncrec", "causal gates"}
-    result = run("sweep", "--grid", "num_experts=2,3", "--report-also", "999:domain", "--out", str(tmp_path))
+    # K = 4 (with j = 3) is the default: the sweep reads the default's run instead of training it again
+    result = run("sweep", "--grid", "num_experts=4,3", "--report-also", "999:domain", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert set(check_outputs(tmp_path, "sweep")) == {"num_experts=2", "num_experts=3"}
+    assert set(check_outputs(tmp_path, "sweep")) == {"num_experts=4", "num_experts=3"}
+    assert (tmp_path / "runs" / "num_experts=3").is_dir() and not (tmp_path / "runs" / "num_experts=4").exists()
     assert (tmp_path / "sweep.999-domain.png").stat().st_size > 1000  # the curve under each protocol reported
 
 
