@@ -104,8 +104,8 @@ class Scorer:
 class ModelScorer(Scorer):
     """Any model of model_keras (base.SequentialRecommender) as it is served (view "served": for SyNCRec, per
     domain the tower it chose), or one view forced: "cross" (Eq. 19) or "single" (X^d through the domain's tower).
-    Given a tuple of views it scores them all at once ({view: scores}; rank_users_by_view): each encoder runs, and
-    is traced, once for all of them.
+    Given a tuple of views it scores them all in one traced call ({view: scores}; rank_users_by_view), "both"
+    reusing the cross and single representations (model.representations_for).
 
     The model's calls are compiled once (tf.function): evaluation runs every epoch, and eager
     execution of the encoder costs 4x more than the compiled graph. Once means once: each function is traced
