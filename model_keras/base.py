@@ -106,15 +106,15 @@ class SequentialRecommender(tf.keras.Model):
         if view == "cross":
             return self.cross_representation(batch["item"], batch["label_domain"])
         if view == "both":
-            return self.representation_for(batch, "cross") + self.representation_for(batch, "single")
+            return self.representations_for(batch, ("both",))["both"]
         if view != "served":
             raise ValueError(f"view must be 'served', 'cross', 'single' or 'both' (got {view!r})")
         domain_ids = tf.gather(batch["single_item"], batch["label_domain"] - 1, batch_dims=1)
         return self.served_representation(batch["item"], domain_ids, batch["label_domain"])
 
     def representations_for(self, batch, views: tuple[str, ...]) -> dict:
-        """{view: representation_for(batch, view)} with each encoder run once: "both" sums the "cross" and
-        "single" computed for the others (the same sum representation_for makes)."""
+        """{view: representation_for(batch, view)} with each encoder run once; the one definition of "both": the
+        "cross" and "single" representations summed (computed once when the others are asked for too)."""
         done = {}
 
         def get(view):
