@@ -148,12 +148,31 @@ def run_variants(
             entry["histories"].append(
                 {k: v for k, v in summary["loss_history"].items() if k.startswith(("lambda/", "phi/"))}
             )
-            print(
-                f"  {variant.name} seed {seed}: test NDCG@10 {entry['seeds'][-1]['all']['NDCG@10']:.4f} "
-                f"(best epoch {summary['best_epoch']} of {summary['last_epoch']}, valid {entry['valid'][-1]:.4f})",
-                flush=True,
-            )
+            print(seed_line(variant.name, seed, entry, protocol), flush=True)
     return results
+
+
+def seed_line(name: str, seed: int, entry: dict, protocol: EvalProtocol) -> str:
+    """What the table will say of one finished seed, printed as soon as it is scored. A command over several
+    models and seeds runs for hours on a small machine and writes its tables only at the end; this line is what a
+    user reads meanwhile, or after a kill (the runs are kept and reused: rerunning re-scores them)."""
+
+    def ndcg(result: dict) -> str:
+        domains = ", ".join(f"{d} {r['NDCG@10']:.4f}" for d, r in result["domains"].items())
+        return f"{result['all']['NDCG@10']:.4f} ({domains})"
+
+    best, last = entry["epochs"][-1]
+    seconds, timed = entry["train_time"][-1]
+    towers = entry["towers"][-1]
+    parts = [
+        f"  {name} seed {seed}: best epoch {best} of {last}, trained {seconds / max(timed, 1):.0f} s x {timed} epochs",
+        f"valid NDCG@10 {entry['valid'][-1]:.4f} selecting, {entry['valid_served'][-1]:.4f} served"
+        + (" by " + ", ".join(f"{d}: {t}" for d, t in towers.items()) if towers else ""),
+        f"test NDCG@10 {ndcg(entry['seeds'][-1])} under {protocol.describe()}",
+    ]
+    for described, runs in entry["also"].items():
+        parts.append(f"under {described}: valid {entry['valid_also'][described][-1]['all']:.4f}, test {ndcg(runs[-1])}")
+    return "; ".join(parts)
 
 
 def aggregate(results: dict, key: str | None = None) -> dict:

@@ -133,6 +133,13 @@ def test_compare_table_has_every_model_domain_and_metric_and_diagnose_reads_its_
     # valid under the reported protocol too (configurations compared under it without reading test)
     valid_999 = record["valid_NDCG@10_also"]["999 negatives from the label's domain"]
     assert set(valid_999) == set(table["syncrec"]) and 0.0 < valid_999["all"] < record["valid_NDCG@10_served"]
+    # the log's line per finished seed holds the figures the tables will (read while an hours-long command runs)
+    line = next(text for text in result.stdout.splitlines() if text.startswith("  syncrec seed 0: best epoch 1 of 1"))
+    test_999 = record["test"]["999 negatives from the label's domain"]
+    assert (
+        f"under 999 negatives from the label's domain: valid {valid_999['all']:.4f}, "
+        f"test {test_999['all']['NDCG@10']:.4f} (Books {test_999['Books']['NDCG@10']:.4f}, " in line
+    ), line
     assert f"valid NDCG@10 per seed, as served: syncrec {valid_999['all']:.4f}; gru4rec" in (
         tmp_path / "compare.999-domain.md"
     ).read_text()
