@@ -22,7 +22,7 @@ from components.transform import TransformConfig, output_is_current, run_transfo
 from model_keras import registry
 from model_keras.config import ADDED_SETTINGS, POST_TRAINING_SETTINGS, ModelConfig
 from model_keras.evaluation import METRICS, EvalProtocol, ModelScorer, evaluate
-from model_keras.metrics import domain_rows
+from model_keras.metrics import domain_rows, towers_line
 from model_keras.train import run_fn
 from schemas.vocabulary import Vocabulary
 
@@ -162,12 +162,11 @@ def seed_line(name: str, seed: int, entry: dict, protocol: EvalProtocol) -> str:
         return f"{result['all']['NDCG@10']:.4f} ({domains})"
 
     best, last = entry["epochs"][-1]
-    seconds, timed = entry["train_time"][-1]
-    towers = entry["towers"][-1]
+    served_by = towers_line({domain: {"tower": tower} for domain, tower in entry["towers"][-1].items()})
     parts = [
-        f"  {name} seed {seed}: best epoch {best} of {last}, trained {seconds / max(timed, 1):.0f} s x {timed} epochs",
+        f"  {name} seed {seed}: best epoch {best} of {last}, training {run_time(*entry['train_time'][-1], last)}",
         f"valid NDCG@10 {entry['valid'][-1]:.4f} selecting, {entry['valid_served'][-1]:.4f} served"
-        + (" by " + ", ".join(f"{d}: {t}" for d, t in towers.items()) if towers else ""),
+        + (f" ({served_by})" if served_by else ""),
         f"test NDCG@10 {ndcg(entry['seeds'][-1])} under {protocol.describe()}",
     ]
     for described, runs in entry["also"].items():
@@ -259,13 +258,17 @@ def training_time_line(results: dict) -> str:
     for model, entry in results.items():
         runs = []
         for (seconds, timed), (_, last) in zip(entry["train_time"], entry["epochs"]):
-            if not seconds or not timed:
-                runs.append("not timed")
-                continue
-            per_epoch = seconds / timed
-            runs.append(f"{per_epoch:.0f} s x {last} epochs = {per_epoch * last / 60:.0f} min")
+            runs.append(run_time(seconds, timed, last))
         parts.append(f"{model} " + ", ".join(runs))
     return "training time per seed (wall clock of fit with validation): " + "; ".join(parts)
+
+
+def run_time(seconds: float, timed: int, last: int) -> str:
+    """'27 s x 50 epochs = 23 min': one run's seconds an epoch over the epochs it timed, scaled to its last epoch."""
+    if not seconds or not timed:
+        return "not timed"
+    per_epoch = seconds / timed
+    return f"{per_epoch:.0f} s x {last} epochs = {per_epoch * last / 60:.0f} min"
 
 
 def valid_line(results: dict, protocol: str | None = None) -> str:
